@@ -1,0 +1,283 @@
+"""Image attachments: upload pipeline, reference counting over content-addressed blobs, gc.
+
+A blob (image or thumbnail) is referenced by attachment rows; it is stored once however many
+attachments point to it. Ordering keeps referenced blobs safe across crashes: a blob is
+renamed into place *before* the row that references it commits, and unlinked only *after* the
+transaction that dropped its last reference commits. ``_blob_lock`` serialises those two
+steps within the process so an upload and a delete of the same content cannot interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from . import images
+from .blobs import CHUNK, BlobStore
+from .db import Database, now_iso
+from .errors import AppError, not_found
+
+GC_GRACE_SECONDS = 600
+UPLOAD_SLOT_WAIT_SECONDS = 30
+MAX_FILENAME_CHARS = 255
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int
+    max_image_pixels: int
+    thumbnail_px: int
+    max_parallel_uploads: int
+
+
+class UploadRejected(AppError):
+    """An upload refused for a reason counted in metrics (``too_large``, ``corrupt``, …)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(status, reason, message, "file")
+        self.reason = reason
+
+
+def _url(digest: str) -> str:
+    return f"/api/v1/blobs/{digest}"
+
+
+def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "item_id": row["item_id"],
+        "hash": row["hash"],
+        "filename": row["filename"],
+        "mime": row["mime"],
+        "size": row["size"],
+        "width": row["width"],
+        "height": row["height"],
+        "created": row["created"],
+        "url": _url(row["hash"]),
+        "thumbnail_url": _url(row["thumb_hash"]),
+    }
+
+
+class Attachments:
+    def __init__(self, db: Database, blobs: BlobStore, limits: UploadLimits) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.max_parallel_uploads)
+        self._blob_lock = threading.RLock()
+        self._pins = 0  # exports in progress: unlinks wait until they finish
+        self._deferred: set[str] = set()
+        self.on_reject: list[Any] = []  # callbacks(reason) for metrics
+
+    # --- reads -----------------------------------------------------------------------------
+    def for_item(self, conn: sqlite3.Connection, item_id: int) -> list[dict[str, Any]]:
+        rows = conn.execute(
+            "SELECT * FROM attachments WHERE item_id = ? ORDER BY id", (item_id,)
+        ).fetchall()
+        return [_row_dict(r) for r in rows]
+
+    def counts(self, conn: sqlite3.Connection, item_ids: list[int]) -> dict[int, int]:
+        if not item_ids:
+            return {}
+        marks = ",".join("?" * len(item_ids))
+        rows = conn.execute(
+            f"SELECT item_id, count(*) FROM attachments WHERE item_id IN ({marks})"
+            " GROUP BY item_id",
+            item_ids,
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def blob_mime(self, digest: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT mime FROM attachments WHERE hash = ?1"
+            " UNION ALL SELECT 'image/webp' FROM attachments WHERE thumb_hash = ?1 LIMIT 1",
+            (digest,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def stored_bytes(self) -> int:
+        row = self.db.conn.execute(
+            "SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT hash, size FROM attachments)"
+        ).fetchone()
+        return int(row[0])
+
+    # --- upload ----------------------------------------------------------------------------
+    def _reject(self, status: int, reason: str, message: str) -> UploadRejected:
+        for callback in self.on_reject:
+            callback(reason)
+        return UploadRejected(status, reason, message)
+
+    def add(self, item_id: int, filename: str, stream: IO[bytes]) -> dict[str, Any]:
+        if self.db.conn.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+            raise not_found("item")
+        if not self._slots.acquire(timeout=UPLOAD_SLOT_WAIT_SECONDS):
+            raise AppError(
+                429, "busy", "too many uploads at once; try again", headers={"Retry-After": "5"}
+            )
+        try:
+            upload = self._receive(stream)
+            try:
+                image = images.process(
+                    upload, self.limits.max_image_pixels, self.limits.thumbnail_px
+                )
+            except images.ImageRejected as exc:
+                status = 413 if exc.reason == "too_many_pixels" else 415
+                status = 422 if exc.reason in ("empty", "corrupt") else status
+                raise self._reject(status, exc.reason, exc.message) from None
+            finally:
+                upload.unlink(missing_ok=True)
+            return self._store(item_id, filename, image)
+        finally:
+            self._slots.release()
+
+    def _receive(self, stream: IO[bytes]) -> Path:
+        """Copy the upload to a temp file, refusing it once it passes the size limit."""
+        fd, tmp = self.blobs.temp_file()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := stream.read(CHUNK):
+                    size += len(chunk)
+                    if size > self.limits.max_upload_bytes:
+                        raise self._reject(
+                            413,
+                            "too_large",
+                            f"the file is larger than {self.limits.max_upload_bytes} bytes",
+                        )
+                    fh.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _store(self, item_id: int, filename: str, image: images.ProcessedImage) -> dict[str, Any]:
+        digest, tmp = self.blobs.stage(image.data)
+        thumb_digest, thumb_tmp = self.blobs.stage(image.thumbnail)
+        name = os.path.basename(filename.replace("\\", "/"))[:MAX_FILENAME_CHARS] or "image"
+        with self._blob_lock:
+            self.blobs.commit(digest, tmp)
+            self.blobs.commit(thumb_digest, thumb_tmp)
+            try:
+                with self.db.write() as conn:
+                    if conn.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                        raise not_found("item")
+                    cur = conn.execute(
+                        "INSERT INTO attachments (item_id, hash, thumb_hash, filename, mime, size,"
+                        " width, height, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (item_id, digest, thumb_digest, name, image.mime, len(image.data),
+                         image.width, image.height, now_iso()),
+                    )
+                    conn.execute("UPDATE items SET updated = ? WHERE id = ?", (now_iso(), item_id))
+                    row = conn.execute(
+                        "SELECT * FROM attachments WHERE id = ?", (cur.lastrowid,)
+                    ).fetchone()
+            except AppError:
+                with self.db.snapshot() as conn:
+                    unused = self.unreferenced(conn, [digest, thumb_digest])
+                self.release(unused)
+                raise
+        return _row_dict(row)
+
+    # --- delete and reference counting -------------------------------------------------------
+    @contextmanager
+    def blob_guard(self) -> Iterator[None]:
+        with self._blob_lock:
+            yield
+
+    def hashes_of_item(self, conn: sqlite3.Connection, item_id: int) -> list[str]:
+        rows = conn.execute(
+            "SELECT hash, thumb_hash FROM attachments WHERE item_id = ?", (item_id,)
+        ).fetchall()
+        return [h for r in rows for h in (r[0], r[1])]
+
+    def unreferenced(self, conn: sqlite3.Connection, digests: Iterable[str]) -> list[str]:
+        return [
+            d
+            for d in set(digests)
+            if conn.execute(
+                "SELECT 1 FROM attachments WHERE hash = ?1 OR thumb_hash = ?1 LIMIT 1", (d,)
+            ).fetchone()
+            is None
+        ]
+
+    def release(self, digests: Iterable[str]) -> None:
+        """Unlink blobs whose last reference is gone (deferred while an export reads them)."""
+        with self._blob_lock:
+            if self._pins:
+                self._deferred.update(digests)
+                return
+            for digest in digests:
+                self.blobs.remove(digest)
+
+    def delete(self, attachment_id: int) -> None:
+        with self._blob_lock:
+            with self.db.write() as conn:
+                row = conn.execute(
+                    "SELECT item_id, hash, thumb_hash FROM attachments WHERE id = ?",
+                    (attachment_id,),
+                ).fetchone()
+                if row is None:
+                    raise not_found("attachment")
+                conn.execute("DELETE FROM attachments WHERE id = ?", (attachment_id,))
+                conn.execute(
+                    "UPDATE items SET updated = ? WHERE id = ?", (now_iso(), row["item_id"])
+                )
+                unused = self.unreferenced(conn, [row["hash"], row["thumb_hash"]])
+            self.release(unused)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keep every blob on disk while the block runs (a consistent export)."""
+        with self._blob_lock:
+            self._pins += 1
+        try:
+            yield
+        finally:
+            with self._blob_lock:
+                self._pins -= 1
+                if not self._pins:
+                    deferred, self._deferred = self._deferred, set()
+                    with self.db.snapshot() as conn:
+                        gone = self.unreferenced(conn, deferred)
+                    for digest in gone:
+                        self.blobs.remove(digest)
+
+    # --- garbage collection ------------------------------------------------------------------
+    def gc(self, grace_seconds: int = GC_GRACE_SECONDS) -> dict[str, int]:
+        """Remove unreferenced blobs and stale temp files older than the grace period."""
+        cutoff = time.time() - grace_seconds
+        removed_blobs = removed_tmp = 0
+        with self._blob_lock:
+            with self.db.snapshot() as conn:
+                referenced = {
+                    h
+                    for r in conn.execute("SELECT hash, thumb_hash FROM attachments")
+                    for h in (r[0], r[1])
+                }
+            for digest in list(self.blobs.all_digests()):
+                path = self.blobs.path_for(digest)
+                if digest not in referenced and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+                    removed_blobs += 1
+            for tmp in self.blobs.tmp_dir.iterdir():
+                if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+                    removed_tmp += 1
+        return {"blobs_removed": removed_blobs, "temp_files_removed": removed_tmp}
+
+    def missing_blobs(self) -> list[str]:
+        """Referenced blobs that are absent or whose bytes no longer match their hash."""
+        with self.db.snapshot() as conn:
+            referenced = {
+                h for r in conn.execute("SELECT hash, thumb_hash FROM attachments")
+                for h in (r[0], r[1])
+            }
+        return sorted(d for d in referenced if not self.blobs.exists(d) or not self.blobs.verify(d))
+

@@ -1,0 +1,210 @@
+"""One user: a scrypt-hashed password, server-side sessions, CSRF tokens, API tokens, throttling.
+
+Secrets never leave this module in clear text except once, at creation (a new session cookie or
+API token). The database stores only hashes of session ids and tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database, get_setting, now_iso, set_setting
+from .errors import AppError, invalid, not_found
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+SCRYPT_MAXMEM = 64 * 1024 * 1024
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024
+TOKEN_PREFIX = "tp_"
+MAX_TOKEN_NAME = 100
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=SCRYPT_MAXMEM
+    )
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        computed = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+            maxmem=SCRYPT_MAXMEM,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: via a session cookie (needs CSRF) or an API token (does not)."""
+
+    kind: str  # "session" | "token"
+    csrf: str | None = None
+
+
+class LoginThrottle:
+    """At most ``max_failures`` failed logins per client within ``window`` seconds."""
+
+    def __init__(self, max_failures: int, window: int) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        with self._lock:
+            q = self._failures.get(client)
+            if not q:
+                return 0
+            now = time.monotonic()
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            if len(q) < self.max_failures:
+                return 0
+            return max(1, int(q[0] + self.window - now) + 1)
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._failures.setdefault(client, deque()).append(time.monotonic())
+            if len(self._failures) > 10_000:  # bound memory under a spray of clients
+                self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+class Auth:
+    def __init__(self, db: Database, secret_key: str, session_days: int, throttle: LoginThrottle):
+        self.db = db
+        self.key = secret_key.encode()
+        self.session_seconds = session_days * 86400
+        self.throttle = throttle
+
+    # --- password --------------------------------------------------------------------------
+    def has_password(self) -> bool:
+        return get_setting(self.db.conn, "password_hash") is not None
+
+    def set_password(self, password: str) -> None:
+        if not isinstance(password, str) or not (
+            MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS
+        ):
+            raise invalid("password", f"the password needs {MIN_PASSWORD_CHARS} or more characters")
+        hashed = hash_password(password)
+        with self.db.write() as conn:
+            set_setting(conn, "password_hash", hashed)
+            conn.execute("DELETE FROM sessions")  # a new password logs every session out
+
+    # --- sessions --------------------------------------------------------------------------
+    def _sign(self, value: str) -> str:
+        mac = hmac.new(self.key, value.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def login(self, password: Any, client: str) -> tuple[str, str]:
+        """Check the password; return (cookie value, csrf token) or raise 401/429."""
+        wait = self.throttle.retry_after(client)
+        if wait:
+            raise AppError(
+                429, "too_many_attempts", f"too many failed logins; try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        stored = get_setting(self.db.conn, "password_hash")
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS or stored is None \
+                or not verify_password(password, stored):
+            self.throttle.failed(client)
+            raise AppError(401, "bad_password", "wrong password", "password")
+        self.throttle.succeeded(client)
+        session_id = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
+            conn.execute(
+                "INSERT INTO sessions (id_hash, csrf, expires) VALUES (?, ?, ?)",
+                (_sha256(session_id), csrf, time.time() + self.session_seconds),
+            )
+        return f"{session_id}.{self._sign(session_id)}", csrf
+
+    def session(self, cookie: str | None) -> Principal | None:
+        if not cookie or "." not in cookie:
+            return None
+        session_id, _, mac = cookie.rpartition(".")
+        if not hmac.compare_digest(mac, self._sign(session_id)):
+            return None
+        row = self.db.conn.execute(
+            "SELECT csrf, expires FROM sessions WHERE id_hash = ?", (_sha256(session_id),)
+        ).fetchone()
+        if row is None or row["expires"] < time.time():
+            return None
+        return Principal("session", csrf=row["csrf"])
+
+    def logout(self, cookie: str | None) -> None:
+        if cookie and "." in cookie:
+            session_id = cookie.rpartition(".")[0]
+            with self.db.write() as conn:
+                conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_sha256(session_id),))
+
+    # --- API tokens ------------------------------------------------------------------------
+    def create_token(self, name: Any) -> dict[str, Any]:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_TOKEN_NAME:
+            raise invalid("name", f"a token needs a name of 1-{MAX_TOKEN_NAME} characters")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO tokens (name, token_hash, created) VALUES (?, ?, ?)",
+                (name.strip(), _sha256(token), now_iso()),
+            )
+            row = conn.execute("SELECT * FROM tokens WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return {**_token_dict(row), "token": token}
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute("SELECT * FROM tokens ORDER BY id").fetchall()
+        return [_token_dict(r) for r in rows]
+
+    def delete_token(self, token_id: int) -> None:
+        with self.db.write() as conn:
+            if conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
+                raise not_found("token")
+
+    def bearer(self, header: str | None) -> Principal | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        token = header[len("Bearer "):].strip()
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        token_hash = _sha256(token)
+        row = self.db.conn.execute(
+            "SELECT id, last_used FROM tokens WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        if row is None:
+            return None
+        # last_used to the minute: one write per token per minute at most
+        stamp = now_iso()[:16]
+        if (row["last_used"] or "")[:16] != stamp:
+            with self.db.write() as conn:
+                conn.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now_iso(), row["id"]))
+        return Principal("token")
+
+
+def _token_dict(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "created": row["created"],
+            "last_used": row["last_used"]}

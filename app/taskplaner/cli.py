@@ -1,0 +1,155 @@
+"""``taskplaner`` command line: serve, set-password, token, reindex, check, gc, backup, restore."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from pathlib import Path
+
+from . import backup, logs
+from .config import ConfigError, Settings, from_env
+from .db import integrity_problems, rebuild_search_index
+from .errors import AppError
+from .services import Services, open_services
+
+
+def _serve(services: Services, args: argparse.Namespace) -> int:
+    import waitress
+
+    from .web import build_wsgi
+
+    settings = services.settings
+    if not services.auth.has_password():
+        password = settings.password
+        generated = password is None
+        if generated:
+            password = secrets.token_urlsafe(12)
+        services.auth.set_password(password)  # type: ignore[arg-type]
+        if generated:
+            # Shown once, on the console only; never written to the JSON log.
+            print(f"\n  TaskPlaner password (shown once): {password}\n"
+                  "  Change it with: taskplaner set-password\n", file=sys.stderr, flush=True)
+    logs.log(20, "listening", url=f"http://{settings.host}:{settings.port}/",
+             data_dir=str(settings.data_dir))
+    kwargs: dict[str, object] = {}
+    if settings.trusted_proxy:
+        kwargs.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                      trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",
+                                             "x-forwarded-host"},
+                      clear_untrusted_proxy_headers=True)
+    waitress.serve(
+        build_wsgi(services), host=settings.host, port=settings.port, threads=settings.threads,
+        max_request_body_size=max(settings.max_upload_bytes, settings.max_import_bytes)
+        + 1024 * 1024,
+        ident="taskplaner", _quiet=True, **kwargs,
+    )
+    return 0
+
+
+def _set_password(services: Services, args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    services.auth.set_password(password)
+    print("password set; all sessions were logged out", file=sys.stderr)
+    return 0
+
+
+def _token(services: Services, args: argparse.Namespace) -> int:
+    token = services.auth.create_token(args.name)
+    print(token["token"])
+    return 0
+
+
+def _reindex(services: Services, args: argparse.Namespace) -> int:
+    with services.db.write() as conn:
+        rebuild_search_index(conn)
+    print("search index rebuilt", file=sys.stderr)
+    return 0
+
+
+def _check(services: Services, args: argparse.Namespace) -> int:
+    problems = integrity_problems(services.db.conn)
+    problems += [f"blob missing or damaged: {d}" for d in services.attachments.missing_blobs()]
+    for problem in problems:
+        print(problem)
+    print("ok" if not problems else f"{len(problems)} problems", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _gc(services: Services, args: argparse.Namespace) -> int:
+    result = services.attachments.gc(args.grace)
+    print(f"removed {result['blobs_removed']} unreferenced blobs and "
+          f"{result['temp_files_removed']} temp files")
+    return 0
+
+
+def _backup(services: Services, args: argparse.Namespace) -> int:
+    backup.write_export(services, Path(args.path))
+    print(f"wrote {args.path}", file=sys.stderr)
+    return 0
+
+
+def _restore(services: Services, args: argparse.Namespace) -> int:
+    counts = backup.read_import_file(services, Path(args.path))
+    print(f"restored {counts['items']} items and {counts['attachments']} attachments",
+          file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskplaner",
+        description="Self-hosted notes and tasks. Settings come from TASKPLANER_* variables.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the web server (the default)").set_defaults(func=_serve)
+    sub.add_parser("set-password", help="set the password (read from stdin)").set_defaults(
+        func=_set_password)
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token and print it once")
+    create.add_argument("name")
+    create.set_defaults(func=_token)
+    sub.add_parser("reindex", help="rebuild the search index").set_defaults(func=_reindex)
+    sub.add_parser("check", help="SQLite, FTS and blob integrity checks").set_defaults(
+        func=_check)
+    gc = sub.add_parser("gc", help="remove unreferenced blobs and stale temp files")
+    gc.add_argument("--grace", type=int, default=600,
+                    help="only remove files older than this many seconds (default 600)")
+    gc.set_defaults(func=_gc)
+    for name, func, text in (("backup", _backup, "write an export archive to PATH"),
+                             ("restore", _restore, "replace all data with the archive at PATH")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("path")
+        cmd.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func = getattr(args, "func", _serve)
+    logs.setup()
+    try:
+        settings: Settings = from_env()
+    except ConfigError as exc:
+        print(f"taskplaner: configuration error: {exc}", file=sys.stderr)
+        return 2
+    services = open_services(settings)
+    try:
+        return int(func(services, args))
+    except AppError as exc:
+        print(f"taskplaner: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

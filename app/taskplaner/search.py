@@ -1,0 +1,269 @@
+"""Search: a small query language parsed here, never passed raw to FTS5.
+
+Pipeline: text → ``parse`` → ``Query`` (terms and filters) → SQL for one of two indexes.
+
+Language::
+
+    word            every word must match (prefix-free, diacritics ignored)
+    "exact phrase"  words next to each other
+    pre*            prefix
+    -word -"a b"    exclude
+    a OR b          either (binds the terms on both sides)
+    tag:name  type:note|task  status:open|done|archived   filters (-tag:name excludes)
+
+Two indexes back it (see db.py): ``items_fts`` (unicode61 words, ranked by bm25 with title over
+tags over body) and ``items_trigram`` (substrings of 3+ characters, for CJK text and for parts of
+words). A query with CJK text, or a word query with no results, runs as a substring search on
+the trigram index; terms shorter than 3 characters there fall back to LIKE. Every user string
+is quoted as an FTS5 string, so no input can produce FTS5 syntax.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sqlite3
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from .db import Database
+from .validation import decode_cursor, encode_cursor
+
+MARK_OPEN, MARK_CLOSE = "\x02", "\x03"
+SNIPPET_TOKENS = 12
+SNIPPET_CHARS = 160
+BM25_WEIGHTS = (10.0, 5.0, 1.0)  # title, tags, body
+TRIGRAM = 3
+_TOKEN_RE = re.compile(r'-?"[^"]*"?|\S+')
+FILTERS = ("tag", "type", "status")
+
+
+@dataclass
+class Term:
+    text: str
+    prefix: bool = False
+
+
+@dataclass
+class Query:
+    groups: list[list[Term]] = field(default_factory=list)  # AND of ORs
+    excluded: list[Term] = field(default_factory=list)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    excluded_tags: list[str] = field(default_factory=list)
+
+    @property
+    def terms(self) -> list[Term]:
+        return [t for g in self.groups for t in g]
+
+
+def _has_token_chars(text: str) -> bool:
+    """Mirror unicode61: letters, numbers and private-use characters form tokens."""
+    return any(unicodedata.category(c)[0] in "LN" or unicodedata.category(c) == "Co" for c in text)
+
+
+def _needs_substring(text: str) -> bool:
+    """CJK and other scripts written without spaces (and emoji) are not split into words."""
+    return any(ord(c) >= 0x2E80 for c in text)
+
+
+def parse(text: str, max_chars: int = 1000, max_terms: int = 32) -> Query:
+    """Parse any string into a Query; never raises. Excess length and terms are dropped."""
+    query = Query()
+    tokens = _TOKEN_RE.findall(text[:max_chars])
+    join_next = False
+    for token in tokens:
+        if len(query.terms) + len(query.excluded) >= max_terms:
+            break
+        if token == "OR":
+            join_next = bool(query.groups)
+            continue
+        negated = token.startswith("-") and len(token) > 1
+        body = token[1:] if negated else token
+        key, sep, value = body.partition(":")
+        if sep and key.lower() in FILTERS and value and not body.startswith('"'):
+            if negated and key.lower() == "tag":
+                query.excluded_tags.append(value)
+            elif not negated:
+                query.filters.setdefault(key.lower(), []).append(value)
+            join_next = False
+            continue
+        if body.startswith('"'):
+            term = Term(body.strip('"'))
+        elif body.endswith("*") and len(body.rstrip("*")) > 0:
+            term = Term(body.rstrip("*"), prefix=True)
+        else:
+            term = Term(body)
+        if not term.text.strip():
+            continue
+        if negated:
+            query.excluded.append(term)
+        elif join_next:
+            query.groups[-1].append(term)
+        else:
+            query.groups.append([term])
+        join_next = False
+    return query
+
+
+def _fts_string(term: Term) -> str:
+    quoted = '"' + term.text.replace('"', '""') + '"'
+    return quoted + "*" if term.prefix else quoted
+
+
+def word_match(query: Query) -> str | None:
+    """The FTS5 expression for the word index, or None if no term has word characters."""
+    groups = []
+    for group in query.groups:
+        terms = [_fts_string(t) for t in group if _has_token_chars(t.text)]
+        if terms:
+            groups.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
+    if not groups:
+        return None
+    expr = " AND ".join(groups)
+    excluded = [_fts_string(t) for t in query.excluded if _has_token_chars(t.text)]
+    if excluded:
+        expr = f"({expr}) NOT ({' OR '.join(excluded)})"
+    return expr
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _substring_condition(term: Term, args: list[Any]) -> str:
+    if len(term.text) >= TRIGRAM:
+        args.append('"' + term.text.replace('"', '""') + '"')
+        return "items.id IN (SELECT rowid FROM items_trigram WHERE items_trigram MATCH ?)"
+    pattern = _like(term.text)
+    args.extend([pattern] * 3)
+    return (
+        "(items.title LIKE ? ESCAPE '\\' OR items.body LIKE ? ESCAPE '\\'"
+        " OR items.tags_text LIKE ? ESCAPE '\\')"
+    )
+
+
+def _filter_sql(query: Query, args: list[Any]) -> list[str]:
+    where = []
+    for value in query.filters.get("type", []):
+        where.append("items.type = ?")
+        args.append(value.lower())
+    for value in query.filters.get("status", []):
+        where.append("items.status = ?")
+        args.append(value.lower())
+    tag_sql = (
+        "items.id {} IN (SELECT it.item_id FROM item_tags it JOIN tags t ON t.id = it.tag_id"
+        " WHERE t.name = ?)"
+    )
+    for value in query.filters.get("tag", []):
+        where.append(tag_sql.format(""))
+        args.append(value.lstrip("#"))
+    for value in query.excluded_tags:
+        where.append(tag_sql.format("NOT"))
+        args.append(value.lstrip("#"))
+    return where
+
+
+def highlight_snippet(raw: str) -> str:
+    """HTML-escape an FTS5 snippet, then turn its markers into <mark> tags."""
+    return html.escape(raw).replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>")
+
+
+def substring_snippet(text: str, needles: list[str]) -> str:
+    """A window of text around the first match of any needle, escaped, matches marked."""
+    needles = [n for n in needles if n]
+    low = text.casefold()
+    hits = [(low.find(n.casefold()), n) for n in needles]
+    hits = [(pos, n) for pos, n in hits if pos >= 0]
+    start = max(0, min(pos for pos, _ in hits) - SNIPPET_CHARS // 3) if hits else 0
+    window = text[start : start + SNIPPET_CHARS]
+    if needles:
+        pattern = re.compile("|".join(re.escape(n) for n in needles), re.IGNORECASE)
+        parts, last = [], 0
+        for m in pattern.finditer(window):
+            parts += [html.escape(window[last : m.start()]), "<mark>", html.escape(m.group()),
+                      "</mark>"]
+            last = m.end()
+        parts.append(html.escape(window[last:]))
+        body = "".join(parts)
+    else:
+        body = html.escape(window)
+    return ("…" if start else "") + body + ("…" if start + SNIPPET_CHARS < len(text) else "")
+
+
+class Search:
+    def __init__(self, db: Database, max_chars: int = 1000, max_terms: int = 32) -> None:
+        self.db = db
+        self.max_chars = max_chars
+        self.max_terms = max_terms
+
+    def search(self, text: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        query = parse(text, self.max_chars, self.max_terms)
+        offset = decode_cursor(cursor) or 0
+        with self.db.snapshot() as conn:
+            if not query.groups and not query.excluded:
+                rows, mode = self._substring(conn, query, limit, offset), "filter"
+            elif query.groups and not any(_needs_substring(t.text) for t in query.terms) and (
+                expr := word_match(query)
+            ):
+                rows, mode = self._words(conn, query, expr, limit, offset), "words"
+                if not rows and offset == 0:
+                    rows, mode = self._substring(conn, query, limit, offset), "substring"
+            else:
+                rows, mode = self._substring(conn, query, limit, offset), "substring"
+        page = rows[:limit]
+        needles = [t.text for t in query.terms]
+        results = []
+        for row in page:
+            snippet = (
+                highlight_snippet(row["snip"])
+                if mode == "words"
+                else substring_snippet(row["body"] or row["title"], needles)
+            )
+            results.append(_result(row, snippet))
+        next_cursor = encode_cursor(offset + limit) if len(rows) > limit else None
+        return {"items": results, "next_cursor": next_cursor, "mode": mode}
+
+    def _words(
+        self, conn: sqlite3.Connection, query: Query, expr: str, limit: int, offset: int
+    ) -> list[sqlite3.Row]:
+        args: list[Any] = [MARK_OPEN, MARK_CLOSE, "…", SNIPPET_TOKENS, *BM25_WEIGHTS, expr]
+        where = ["items_fts MATCH ?", *_filter_sql(query, args)]
+        sql = (
+            "SELECT items.*, snippet(items_fts, -1, ?, ?, ?, ?) AS snip,"
+            " bm25(items_fts, ?, ?, ?) AS score"
+            " FROM items_fts JOIN items ON items.id = items_fts.rowid"
+            f" WHERE {' AND '.join(where)} ORDER BY score LIMIT ? OFFSET ?"
+        )
+        return conn.execute(sql, (*args, limit + 1, offset)).fetchall()
+
+    def _substring(
+        self, conn: sqlite3.Connection, query: Query, limit: int, offset: int
+    ) -> list[sqlite3.Row]:
+        args: list[Any] = []
+        where = []
+        for group in query.groups:
+            where.append("(" + " OR ".join(_substring_condition(t, args) for t in group) + ")")
+        for term in query.excluded:
+            where.append("NOT " + _substring_condition(term, args))
+        where += _filter_sql(query, args) or ["1"]
+        sql = (
+            "SELECT items.*, NULL AS snip, NULL AS score FROM items"
+            f" WHERE {' AND '.join(where)} ORDER BY items.id DESC LIMIT ? OFFSET ?"
+        )
+        return conn.execute(sql, (*args, limit + 1, offset)).fetchall()
+
+
+def _result(row: sqlite3.Row, snippet: str) -> dict[str, Any]:
+    result = {
+        "id": row["id"],
+        "type": row["type"],
+        "title": row["title"],
+        "tags": row["tags_text"].split() if row["tags_text"] else [],
+        "snippet": snippet,
+        "created": row["created"],
+        "updated": row["updated"],
+    }
+    if row["type"] == "task":
+        result.update(status=row["status"], due=row["due"], priority=row["priority"])
+    return result

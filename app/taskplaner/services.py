@@ -1,0 +1,78 @@
+"""Wires settings to the services. The web layer and the CLI both start from ``open_services``."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from .attachments import Attachments, UploadLimits
+from .auth import Auth, LoginThrottle
+from .blobs import BlobStore
+from .config import Settings
+from .db import Database, get_setting, set_setting
+from .items import ItemLimits, Items
+from .metrics import Metrics
+from .search import Search
+from .tags import Tags
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    attachments: Attachments
+    items: Items
+    tags: Tags
+    search: Search
+    auth: Auth
+    metrics: Metrics
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _secret_key(db: Database, configured: str | None) -> str:
+    """The configured key, or one generated on first start and kept in the database."""
+    if configured:
+        return configured
+    with db.write() as conn:
+        key = get_setting(conn, "secret_key")
+        if key is None:
+            key = secrets.token_urlsafe(48)
+            set_setting(conn, "secret_key", key)
+    return key
+
+
+def open_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_path, settings.sqlite_synchronous)
+    db.migrate()
+    blobs = BlobStore(settings.blob_dir, settings.tmp_dir)
+    attachments = Attachments(
+        db,
+        blobs,
+        UploadLimits(
+            settings.max_upload_bytes, settings.max_image_pixels, settings.thumbnail_px,
+            settings.max_parallel_uploads,
+        ),
+    )
+    auth = Auth(
+        db,
+        _secret_key(db, settings.secret_key),
+        settings.session_days,
+        LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
+    )
+    metrics = Metrics(db)
+    attachments.on_reject.append(lambda reason: metrics.upload_rejections.labels(reason).inc())
+    return Services(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        attachments=attachments,
+        items=Items(db, attachments, ItemLimits(settings.max_title_chars, settings.max_body_chars)),
+        tags=Tags(db),
+        search=Search(db, settings.max_query_chars, settings.max_query_terms),
+        auth=auth,
+        metrics=metrics,
+    )

@@ -1,0 +1,123 @@
+"""Tags: case-insensitive names, many-to-many with items, renameable and mergeable.
+
+Each item keeps its tag names in ``items.tags_text`` too, so the search index (which only sees
+the items table) can match and rank tags; every change here rewrites that column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .db import Database, now_iso
+from .errors import AppError, invalid, not_found
+from .validation import tag_name
+
+
+def normalise(raw: list[Any]) -> list[str]:
+    """Validate names and drop case-insensitive duplicates, keeping the first spelling."""
+    seen: dict[str, str] = {}
+    for value in raw:
+        name = tag_name(value)
+        seen.setdefault(name.casefold(), name)
+    return list(seen.values())
+
+
+def _refresh_tags_text(conn: sqlite3.Connection, item_ids: list[int]) -> None:
+    for item_id in item_ids:
+        conn.execute(
+            "UPDATE items SET tags_text = (SELECT coalesce(group_concat(name, ' '), '') FROM"
+            " (SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
+            "  WHERE it.item_id = ?1 ORDER BY t.name COLLATE NOCASE))"
+            " WHERE id = ?1",
+            (item_id,),
+        )
+
+
+def delete_orphans(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM item_tags WHERE tag_id = tags.id)"
+    )
+
+
+def set_item_tags(conn: sqlite3.Connection, item_id: int, names: list[str]) -> None:
+    conn.execute("DELETE FROM item_tags WHERE item_id = ?", (item_id,))
+    for name in names:
+        conn.execute("INSERT INTO tags (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+        conn.execute(
+            "INSERT INTO item_tags (item_id, tag_id) SELECT ?, id FROM tags WHERE name = ?",
+            (item_id, name),
+        )
+    _refresh_tags_text(conn, [item_id])
+    delete_orphans(conn)
+
+
+class Tags:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            "SELECT t.name, count(it.item_id) AS count FROM tags t"
+            " JOIN item_tags it ON it.tag_id = t.id GROUP BY t.id ORDER BY t.name COLLATE NOCASE"
+        ).fetchall()
+        return [{"name": r["name"], "count": r["count"]} for r in rows]
+
+    def rename(self, name: str, data: Any) -> dict[str, Any]:
+        """Rename a tag; renaming onto another existing tag merges only with ``merge: true``."""
+        if not isinstance(data, dict) or "name" not in data:
+            raise invalid("name", "give the new tag name as name")
+        new_name = tag_name(data["name"], "name")
+        merge = data.get("merge", False)
+        if not isinstance(merge, bool):
+            raise invalid("merge", "merge must be true or false")
+        with self.db.write() as conn:
+            source = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()
+            if source is None:
+                raise not_found("tag")
+            target = conn.execute("SELECT id FROM tags WHERE name = ?", (new_name,)).fetchone()
+            affected = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT item_id FROM item_tags WHERE tag_id = ?", (source["id"],)
+                )
+            ]
+            if target is None or target["id"] == source["id"]:
+                conn.execute("UPDATE tags SET name = ? WHERE id = ?", (new_name, source["id"]))
+            elif not merge:
+                raise AppError(
+                    409,
+                    "conflict",
+                    f"tag {new_name!r} exists; send merge: true to merge into it",
+                    "name",
+                )
+            else:
+                conn.execute(
+                    "INSERT OR IGNORE INTO item_tags (item_id, tag_id)"
+                    " SELECT item_id, ? FROM item_tags WHERE tag_id = ?",
+                    (target["id"], source["id"]),
+                )
+                conn.execute("DELETE FROM tags WHERE id = ?", (source["id"],))
+            _refresh_tags_text(conn, affected)
+            conn.execute(
+                f"UPDATE items SET updated = ? WHERE id IN ({','.join('?' * len(affected))})",
+                (now_iso(), *affected),
+            )
+            row = conn.execute(
+                "SELECT t.name, count(it.item_id) AS count FROM tags t"
+                " LEFT JOIN item_tags it ON it.tag_id = t.id WHERE t.name = ? GROUP BY t.id",
+                (new_name,),
+            ).fetchone()
+            return {"name": row["name"], "count": row["count"]}
+
+    def delete(self, name: str) -> None:
+        with self.db.write() as conn:
+            tag = conn.execute("SELECT id FROM tags WHERE name = ?", (name,)).fetchone()
+            if tag is None:
+                raise not_found("tag")
+            affected = [
+                r[0]
+                for r in conn.execute("SELECT item_id FROM item_tags WHERE tag_id = ?", (tag["id"],))
+            ]
+            conn.execute("DELETE FROM tags WHERE id = ?", (tag["id"],))
+            _refresh_tags_text(conn, affected)

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Build the local test cluster's binaries from their upstream Go modules, once per version.
+#
+# Output: $TASKPLANER_CLUSTER_CACHE/bin/<name>-<version> (default ~/.cache/taskplaner-cluster).
+# A warm cache builds nothing. Each build has a timeout and prints its log tail on failure.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${TASKPLANER_CLUSTER_CACHE:-$HOME/.cache/taskplaner-cluster}"
+bin="$cache/bin"
+build_timeout="${TASKPLANER_BUILD_TIMEOUT:-2400}"
+mkdir -p "$bin" "$cache/logs"
+export CGO_ENABLED="${CGO_ENABLED:-1}" GOFLAGS="-buildvcs=false"
+
+log() { printf '[cluster-build] %s\n' "$*" >&2; }
+
+# run_build NAME VERSION STEP [ARG]: runs this script's internal STEP under a timeout, logging
+# to a file; on failure names the step and shows the log tail.
+run_build() {
+  local name="$1" version="$2"; shift 2
+  local out="$bin/$name-$version" logf="$cache/logs/$name-$version.log"
+  if [[ -x "$out" ]]; then return 0; fi
+  log "building $name $version (first time only; this takes minutes) — log: $logf"
+  local start=$SECONDS
+  if ! timeout "$build_timeout" "$0" _step "$@" >"$logf" 2>&1; then
+    log "FAILED to build $name $version; last lines of $logf:"
+    tail -n 40 "$logf" >&2
+    exit 1
+  fi
+  log "built $name $version in $((SECONDS - start)) s"
+}
+
+build_kine() {
+  local gobin; gobin="$(mktemp -d)"
+  GOBIN="$gobin" go install "github.com/k3s-io/kine@$KINE_VERSION"
+  mv "$gobin/kine" "$bin/kine-$KINE_VERSION"; rmdir "$gobin"
+}
+
+build_kwok() {
+  local gobin; gobin="$(mktemp -d)"
+  GOBIN="$gobin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$gobin/kwok" "$bin/kwok-$KWOK_VERSION"; rmdir "$gobin"
+}
+
+build_helm() {
+  local gobin; gobin="$(mktemp -d)"
+  GOBIN="$gobin" CGO_ENABLED=0 go install \
+    -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$gobin/helm" "$bin/helm-$HELM_VERSION"; rmdir "$gobin"
+}
+
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces the staging modules with
+# local paths and requires them at v0.0.0. A wrapper module pins each staging module to the
+# matching published v0.Y.Z instead (the same trick rancher/rancher's go.mod uses).
+kube_wrapper() {
+  local dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  if [[ -f "$dir/.ready" ]]; then echo "$dir"; return; fi
+  rm -rf "$dir"; mkdir -p "$dir"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  (
+    cd "$dir"
+    go mod init taskplaner.test/kubecluster >/dev/null 2>&1
+    local gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
+    go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION"
+    while read -r mod; do
+      go mod edit -replace="$mod=$mod@$staging"
+    done < <(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
+    printf 'package main\n\nfunc main() {}\n' > main.go
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" \
+           "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBERNETES_VERSION" \
+           "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION"
+  ) >&2
+  touch "$dir/.ready"
+  echo "$dir"
+}
+
+build_kube() {
+  local component="$1" dir
+  dir="$(kube_wrapper)"
+  local v="$KUBERNETES_VERSION" minor
+  minor="$(echo "$v" | cut -d. -f2)"
+  local pkg ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" \
+      -o "$bin/$component-$v" "k8s.io/kubernetes/cmd/$component")
+}
+
+# Gitea's go.mod carries replace directives too, so it is built in a wrapper module that
+# copies them. Built with the sqlite tags; templates and assets are read from the module
+# source at run time (no bindata build, no Node toolchain needed).
+build_gitea() {
+  local dir="$cache/src/gitea-$GITEA_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cd "$dir"
+  go mod init taskplaner.test/gitea
+  local gomod
+  gomod="$(go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
+  go mod edit -require="code.gitea.io/gitea@$GITEA_VERSION"
+  # copy upstream replace directives (single-line and block form)
+  awk '/^replace \(/{blk=1;next} blk&&/^\)/{blk=0;next} blk{print;next} /^replace /{sub(/^replace /,"");print}' "$gomod" \
+    | while read -r line; do
+        [[ -z "$line" || "$line" == //* ]] && continue
+        lhs="$(echo "$line" | sed 's/ *=>.*//' | tr -s ' ' '@')"
+        rhs="$(echo "$line" | sed 's/.*=> *//' | tr -s ' ' '@')"
+        go mod edit -replace="$lhs=$rhs"
+      done
+  printf 'package main\n\nfunc main() {}\n' > main.go
+  go get "code.gitea.io/gitea@$GITEA_VERSION"
+  go build -trimpath -tags 'sqlite sqlite_unlock_notify' \
+    -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$bin/gitea-$GITEA_VERSION" code.gitea.io/gitea
+}
+
+what="${1:-all}"
+if [[ "$what" == _step ]]; then shift; set -x; "$@"; exit; fi
+case "$what" in
+  kine) run_build kine "$KINE_VERSION" build_kine ;;
+  kwok) run_build kwok "$KWOK_VERSION" build_kwok ;;
+  helm) run_build helm "$HELM_VERSION" build_helm ;;
+  kube-apiserver|kube-controller-manager|kube-scheduler)
+    run_build "$what" "$KUBERNETES_VERSION" build_kube "$what" ;;
+  gitea) run_build gitea "$GITEA_VERSION" build_gitea ;;
+  all)
+    for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler gitea; do "$0" "$c"; done ;;
+  path) echo "$bin" ;;
+  *) log "unknown component: $what"; exit 2 ;;
+esac
