@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .db import Database
-from .validation import decode_cursor, encode_cursor
+from .validation import decode_cursor, encode_cursor, strip_controls
 
 MARK_OPEN, MARK_CLOSE = "\x02", "\x03"
 SNIPPET_TOKENS = 12
@@ -70,7 +70,7 @@ def _needs_substring(text: str) -> bool:
 def parse(text: str, max_chars: int = 1000, max_terms: int = 32) -> Query:
     """Parse any string into a Query; never raises. Excess length and terms are dropped."""
     query = Query()
-    tokens = _TOKEN_RE.findall(text[:max_chars])
+    tokens = _TOKEN_RE.findall(strip_controls(text[:max_chars]))
     join_next = False
     for token in tokens:
         if len(query.terms) + len(query.excluded) >= max_terms:

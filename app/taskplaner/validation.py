@@ -16,10 +16,14 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TAG_RE = re.compile(r"^[^\W_][\w\-./]{0,63}$")
 
 
+def strip_controls(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
 def clean_text(value: Any, field: str, max_chars: int) -> str:
     if not isinstance(value, str):
         raise invalid(field, f"{field} must be a string")
-    value = _CONTROL.sub("", value)
+    value = strip_controls(value)
     if len(value) > max_chars:
         raise invalid(field, f"{field} is longer than {max_chars} characters")
     return value

@@ -15,13 +15,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import bottle
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__, backup, pages
+from . import __version__, backup, openapi, pages
 from .attachments import UploadRejected
 from .auth import Principal
 from .errors import AppError
@@ -33,7 +32,6 @@ SESSION_COOKIE = "tp_session"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MULTIPART_OVERHEAD = 64 * 1024
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -165,10 +163,12 @@ def create_app(services: Services) -> bottle.Bottle:
         bottle.response.content_type = CONTENT_TYPE_LATEST
         return generate_latest(s.metrics.registry)
 
+    spec = json.dumps(openapi.document()).encode()
+
     @app.get("/api/openapi.json", public=True)
-    def openapi() -> bytes:
+    def openapi_json() -> bytes:
         bottle.response.content_type = "application/json"
-        return OPENAPI_PATH.read_bytes()
+        return spec
 
     # --- session and tokens ----------------------------------------------------------------
     @app.post("/api/v1/session", public=True)

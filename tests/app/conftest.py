@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 import waitress
+from waitress import wasyncore
 from PIL import Image
 
 from taskplaner.config import Settings
@@ -28,6 +30,7 @@ class Running:
     base_url: str
     server: Any
     thread: threading.Thread
+    stopping: threading.Event
     sessions: list[requests.Session] = field(default_factory=list)
 
     def url(self, path: str) -> str:
@@ -54,25 +57,35 @@ def start_server(settings: Settings) -> Running:
         build_wsgi(services), host="127.0.0.1", port=0, threads=settings.threads,
         max_request_body_size=settings.max_upload_bytes + 1024 * 1024,
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def loop() -> None:
+        # waitress's own run() can only be stopped by closing its trigger from inside the loop,
+        # which races with the trigger write; a flag checked between polls cannot.
+        while not stopping.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
-    return Running(services, f"http://127.0.0.1:{server.effective_port}", server, thread)
+    return Running(services, f"http://127.0.0.1:{server.effective_port}", server, thread,
+                   stopping)
 
 
 def stop_server(running: Running) -> None:
-    """Close every channel from inside waitress's own loop, so the loop ends cleanly."""
+    """Stop polling, let in-flight requests finish, then close every socket once."""
     for session in running.sessions:
         session.close()
-    server = running.server
-
-    def close_all() -> None:
-        for channel in list(server._map.values()):
-            channel.close()
-
-    server.trigger.pull_trigger(close_all)
+    running.stopping.set()
     running.thread.join(timeout=10)
-    server.task_dispatcher.shutdown()
+    running.server.task_dispatcher.shutdown()
+    wasyncore.close_all(running.server._map)
     running.services.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> Any:

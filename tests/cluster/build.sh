@@ -108,7 +108,8 @@ build_gitea() {
   # copy upstream replace directives (single-line and block form)
   awk '/^replace \(/{blk=1;next} blk&&/^\)/{blk=0;next} blk{print;next} /^replace /{sub(/^replace /,"");print}' "$gomod" \
     | while read -r line; do
-        [[ -z "$line" || "$line" == //* ]] && continue
+        line="${line%%//*}"; line="$(echo "$line" | xargs)"  # drop comments and padding
+        [[ -z "$line" ]] && continue
         lhs="$(echo "$line" | sed 's/ *=>.*//' | tr -s ' ' '@')"
         rhs="$(echo "$line" | sed 's/.*=> *//' | tr -s ' ' '@')"
         go mod edit -replace="$lhs=$rhs"

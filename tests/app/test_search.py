@@ -1,0 +1,146 @@
+"""Search: the query language, ranking, snippets, CJK/substrings, and that no input breaks it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import create_item
+from taskplaner.config import Settings
+from taskplaner.search import highlight_snippet, parse, word_match
+from taskplaner.services import open_services
+
+
+def search(client, app, q, **params):
+    res = client.get(app.url("/api/v1/search"), params={"q": q, **params})
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def titles(client, app, q):
+    return [i["title"] for i in search(client, app, q)["items"]]
+
+
+@pytest.fixture
+def corpus(app, client):
+    create_item(client, app, title="Garden plan", body="plant tomatoes and basil in spring",
+                tags=["home"])
+    create_item(client, app, title="Quarterly report", body="the garden budget is in the sheet",
+                tags=["work"])
+    create_item(client, app, type="task", title="Buy basil seeds", body="at the market",
+                tags=["home", "shopping"])
+    create_item(client, app, title="Café notes", body="crème brûlée recipe <script>x</script>")
+    create_item(client, app, title="東京旅行", body="浅草寺と東京タワーを見に行く")
+
+
+def test_all_words_must_match_and_title_outranks_body(app, client, corpus):
+    assert titles(client, app, "garden") == ["Garden plan", "Quarterly report"]
+    assert titles(client, app, "garden budget") == ["Quarterly report"]
+
+
+def test_phrase_prefix_exclude_and_or(app, client, corpus):
+    assert titles(client, app, '"basil in spring"') == ["Garden plan"]
+    assert titles(client, app, '"spring basil"') == []
+    assert set(titles(client, app, "tomat*")) == {"Garden plan"}
+    assert titles(client, app, "basil -seeds") == ["Garden plan"]
+    assert set(titles(client, app, "report OR market")) == {"Quarterly report", "Buy basil seeds"}
+
+
+def test_filters(app, client, corpus):
+    assert titles(client, app, "basil type:task") == ["Buy basil seeds"]
+    assert titles(client, app, "basil status:open") == ["Buy basil seeds"]
+    assert set(titles(client, app, "tag:home")) == {"Garden plan", "Buy basil seeds"}
+    assert titles(client, app, "tag:home -tag:shopping") == ["Garden plan"]
+    assert titles(client, app, "type:nonsense") == []
+
+
+def test_diacritics_are_ignored(app, client, corpus):
+    assert titles(client, app, "creme brulee") == ["Café notes"]
+    assert titles(client, app, "cafe") == ["Café notes"]
+
+
+def test_snippet_marks_matches_and_escapes_html(app, client, corpus):
+    hit = search(client, app, "recipe")["items"][0]
+    assert "<mark>recipe</mark>" in hit["snippet"]
+    assert "&lt;script&gt;" in hit["snippet"] and "<script>" not in hit["snippet"]
+
+
+def test_cjk_text_and_substrings_are_findable(app, client, corpus):
+    result = search(client, app, "東京タワー")
+    assert [i["title"] for i in result["items"]] == ["東京旅行"] and result["mode"] == "substring"
+    assert "<mark>東京タワー</mark>" in result["items"][0]["snippet"]
+    assert titles(client, app, "浅草") == ["東京旅行"]  # 2 characters: LIKE fallback
+    assert titles(client, app, "arterl") == ["Quarterly report"]  # inside a word
+
+
+def test_pagination_over_search_results(app, client):
+    for i in range(5):
+        create_item(client, app, title=f"match {i}")
+    first = search(client, app, "match", limit=2)
+    second = search(client, app, "match", limit=2, cursor=first["next_cursor"])
+    third = search(client, app, "match", limit=2, cursor=second["next_cursor"])
+    ids = [i["id"] for page in (first, second, third) for i in page["items"]]
+    assert len(ids) == 5 == len(set(ids)) and third["next_cursor"] is None
+
+
+def test_search_follows_edits_and_deletes(app, client):
+    item = create_item(client, app, title="alpha")
+    client.patch(app.url(f"/api/v1/items/{item['id']}"), json={"title": "omega"})
+    assert titles(client, app, "alpha") == []
+    assert titles(client, app, "omega") == ["omega"]
+    client.delete(app.url(f"/api/v1/items/{item['id']}"))
+    assert titles(client, app, "omega") == []
+
+
+NASTY = ['"', '""', '"unterminated', "*", "-", "--", "-*", "NEAR", "NEAR(a b)", "AND", "OR",
+         "NOT", "a AND", "OR b", "(", ")", "a:b", "title:x", "^x", "'", "\\", "%", "_",
+         "🎉", "🎉🎉🎉", "x" * 10_000, "\x00", "tag:", "-tag:", 'tag:"x"', "a OR OR b", "\u0301",
+         "é*", "*a", "-\"\"", "{a b}", "a + b", "col:", "rank:1"]
+
+
+@pytest.mark.parametrize("q", NASTY)
+def test_hostile_queries_return_a_list(app, client, corpus, q):
+    result = search(client, app, q)
+    assert isinstance(result["items"], list)
+
+
+def test_empty_query_runs_no_fts(app, client, corpus):
+    assert search(client, app, "")["mode"] == "filter"
+    assert len(search(client, app, "")["items"]) == 5
+
+
+@pytest.fixture(scope="module")
+def raw_db(tmp_path_factory):
+    services = open_services(Settings(data_dir=tmp_path_factory.mktemp("fts")))
+    services.items.create({"title": "hello world", "body": "some text", "tags": ["x"]})
+    yield services
+    services.close()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=200))
+def test_parser_never_raises_and_fts_accepts_every_expression(raw_db, text):
+    query = parse(text)
+    expr = word_match(query)
+    if expr is not None:
+        try:
+            raw_db.db.conn.execute(
+                "SELECT count(*) FROM items_fts WHERE items_fts MATCH ?", (expr,)
+            ).fetchone()
+        except sqlite3.OperationalError as exc:  # pragma: no cover - the property under test
+            pytest.fail(f"FTS5 rejected {expr!r} from {text!r}: {exc}")
+    result = raw_db.search.search(text)
+    assert isinstance(result["items"], list)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from('ab "*-():^OR NEAR'), max_size=40))
+def test_operator_soup_never_errors(raw_db, text):
+    raw_db.search.search(text)
+
+
+def test_highlight_escapes_before_marking():
+    assert highlight_snippet("<b>\x02x\x03</b>") == "&lt;b&gt;<mark>x</mark>&lt;/b&gt;"
