@@ -81,7 +81,8 @@ MIGRATIONS: list[str] = [
       tokenize = 'unicode61 remove_diacritics 2'
     );
     CREATE VIRTUAL TABLE items_trigram USING fts5 (
-      title, tags_text, body, content = 'items', content_rowid = 'id', tokenize = 'trigram'
+      title, tags_text, body, content = 'items', content_rowid = 'id', tokenize = 'trigram',
+      columnsize = 0  -- never ranked, so no per-row size table to maintain
     );
     CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN
       INSERT INTO items_fts (rowid, title, tags_text, body)

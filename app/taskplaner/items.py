@@ -61,7 +61,7 @@ def _validated(data: Any, limits: ItemLimits, partial: bool) -> dict[str, Any]:
     return out
 
 
-def _row_to_item(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
+def _row_to_item(row: sqlite3.Row) -> dict[str, Any]:
     item = {
         "id": row["id"],
         "type": row["type"],
@@ -103,20 +103,18 @@ class Items:
         tag_names = fields.pop("tags", [])
         stamp = now_iso()
         with self.db.write() as conn:
-            columns = ["type", "title", "body", "status", "due", "priority"]
-            values = [fields.get(c) for c in columns]
-            values[1] = values[1] or ""
-            values[2] = values[2] or ""
-            values[5] = values[5] or 0
-            cur = conn.execute(
-                "INSERT INTO items (type, title, body, status, due, priority, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, stamp, stamp),
-            )
-            item_id = int(cur.lastrowid or 0)
-            if tag_names:
-                tags_service.set_item_tags(conn, item_id, tag_names)
-            return self._get(conn, item_id)
+            # tags are resolved first so the row is indexed once, with its tags
+            resolved = tags_service.resolve(conn, tag_names)
+            row = conn.execute(
+                "INSERT INTO items (type, title, body, tags_text, status, due, priority, created,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (fields["type"], fields.get("title") or "", fields.get("body") or "",
+                 tags_service.tags_text([name for _, name in resolved]), fields.get("status"),
+                 fields.get("due"), fields.get("priority") or 0, stamp, stamp),
+            ).fetchone()
+            conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)",
+                             [(row["id"], tag_id) for tag_id, _ in resolved])
+        return {**_row_to_item(row), "attachments": []}
 
     def get(self, item_id: int) -> dict[str, Any]:
         with self.db.snapshot() as conn:
@@ -126,7 +124,7 @@ class Items:
         row = conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise not_found("item")
-        item = _row_to_item(conn, row)
+        item = _row_to_item(row)
         item["attachments"] = self.attachments.for_item(conn, item_id)
         return item
 
@@ -139,7 +137,8 @@ class Items:
         cursor: str | None = None,
         limit: int = 50,
     ) -> dict[str, Any]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if type_:
             where.append("type = ?")
             args.append(choice(type_, "type", TYPES))
@@ -163,7 +162,7 @@ class Items:
         with self.db.snapshot() as conn:
             rows = conn.execute(sql, (*args, limit + 1)).fetchall()
             page = rows[:limit]
-            items = [_row_to_item(conn, r) for r in page]
+            items = [_row_to_item(r) for r in page]
             counts = self.attachments.counts(conn, [i["id"] for i in items])
         for item in items:
             item["attachment_count"] = counts.get(item["id"], 0)

@@ -75,7 +75,7 @@ def parse(text: str, max_chars: int = 1000, max_terms: int = 32) -> Query:
     for token in tokens:
         if len(query.terms) + len(query.excluded) >= max_terms:
             break
-        if token == "OR":
+        if token == "OR":  # noqa: S105 - the query operator, not a secret
             join_next = bool(query.groups)
             continue
         negated = token.startswith("-") and len(token) > 1

@@ -23,33 +23,55 @@ def normalise(raw: list[Any]) -> list[str]:
     return list(seen.values())
 
 
+def tags_text(names: list[str]) -> str:
+    """The denormalised form the search index sees: names ordered case-insensitively."""
+    return " ".join(sorted(names, key=str.casefold))
+
+
 def _refresh_tags_text(conn: sqlite3.Connection, item_ids: list[int]) -> None:
     for item_id in item_ids:
+        names = [r[0] for r in conn.execute(
+            "SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id WHERE it.item_id = ?",
+            (item_id,))]
+        # only an actual change fires the update trigger (and re-indexes the item)
+        text = tags_text(names)
+        conn.execute("UPDATE items SET tags_text = ? WHERE id = ? AND tags_text != ?",
+                     (text, item_id, text))
+
+
+def delete_orphans(conn: sqlite3.Connection, tag_ids: list[int] | None = None) -> None:
+    """Drop tags no item uses; only among ``tag_ids`` when given (cheap on the hot path)."""
+    if tag_ids is None:
         conn.execute(
-            "UPDATE items SET tags_text = (SELECT coalesce(group_concat(name, ' '), '') FROM"
-            " (SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id"
-            "  WHERE it.item_id = ?1 ORDER BY t.name COLLATE NOCASE))"
-            " WHERE id = ?1",
-            (item_id,),
-        )
+            "DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM item_tags WHERE tag_id = tags.id)")
+        return
+    for tag_id in tag_ids:
+        conn.execute(
+            "DELETE FROM tags WHERE id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM item_tags WHERE tag_id = ?)", (tag_id, tag_id))
 
 
-def delete_orphans(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM item_tags WHERE tag_id = tags.id)"
-    )
+def resolve(conn: sqlite3.Connection, names: list[str]) -> list[tuple[int, str]]:
+    """Create missing tags; return (id, stored spelling) for each name."""
+    resolved = []
+    for name in names:
+        row = conn.execute("SELECT id, name FROM tags WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            row = conn.execute("INSERT INTO tags (name) VALUES (?) RETURNING id, name",
+                               (name,)).fetchone()
+        resolved.append((int(row[0]), str(row[1])))
+    return resolved
 
 
 def set_item_tags(conn: sqlite3.Connection, item_id: int, names: list[str]) -> None:
+    old = [r[0] for r in conn.execute("SELECT tag_id FROM item_tags WHERE item_id = ?",
+                                      (item_id,))]
+    resolved = resolve(conn, names)
     conn.execute("DELETE FROM item_tags WHERE item_id = ?", (item_id,))
-    for name in names:
-        conn.execute("INSERT INTO tags (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
-        conn.execute(
-            "INSERT INTO item_tags (item_id, tag_id) SELECT ?, id FROM tags WHERE name = ?",
-            (item_id, name),
-        )
+    conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)",
+                     [(item_id, tag_id) for tag_id, _ in resolved])
     _refresh_tags_text(conn, [item_id])
-    delete_orphans(conn)
+    delete_orphans(conn, [t for t in old if t not in {tag_id for tag_id, _ in resolved}])
 
 
 class Tags:

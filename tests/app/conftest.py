@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 import waitress
-from waitress import wasyncore
 from PIL import Image
+from waitress import wasyncore
 
 from taskplaner.config import Settings
 from taskplaner.services import Services, open_services

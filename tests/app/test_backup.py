@@ -102,7 +102,7 @@ def test_cli_backup_and_restore(app, client, tmp_path):
     before = everything(client, app)
     env = {**os.environ, "TASKPLANER_DATA_DIR": str(app.services.settings.data_dir)}
     archive = tmp_path / "backup.tar.gz"
-    run = lambda *args: subprocess.run(  # noqa: E731
+    run = lambda *args: subprocess.run(
         [sys.executable, "-m", "taskplaner", *args], env=env, capture_output=True, text=True,
         timeout=60)
     assert run("backup", str(archive)).returncode == 0

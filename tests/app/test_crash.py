@@ -69,7 +69,7 @@ def test_kill_9_mid_write_leaves_consistent_data(tmp_path):
             w.start()
         # kill only once this round has written something, at a varying moment after that
         target = len(acknowledged) + 10
-        assert wait_for(lambda: len(acknowledged) >= target, timeout=60), "no writes acknowledged"
+        assert wait_for(lambda t=target: len(acknowledged) >= t, timeout=60), "no writes acknowledged"
         time.sleep(0.05 + 0.13 * round_no)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

@@ -52,7 +52,7 @@ def test_list_filters_by_type_status_and_tag(app, client):
     t = create_item(client, app, type="task", title="work task", tags=["Work"])
     create_item(client, app, type="task", title="home task", tags=["home"])
     client.patch(app.url(f"/api/v1/items/{t['id']}"), json={"status": "done"})
-    get = lambda **p: [i["title"] for i in client.get(app.url("/api/v1/items"), params=p).json()["items"]]  # noqa: E731
+    get = lambda **p: [i["title"] for i in client.get(app.url("/api/v1/items"), params=p).json()["items"]]
     assert get(type="task") == ["home task", "work task"]
     assert get(status="done") == ["work task"]
     assert get(tag="WORK") == ["work task", "plain note"]

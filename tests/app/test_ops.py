@@ -101,7 +101,7 @@ def test_first_start_without_password_prints_a_generated_one_once(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         url = f"http://127.0.0.1:{env['TASKPLANER_PORT']}/healthz"
-        assert wait_for(lambda: _up(url), timeout=20)
+        assert wait_for(lambda u=url: _up(u), timeout=20)
         proc.terminate()
         out, err = proc.communicate(timeout=10)
         outputs.append((out, err))

@@ -120,7 +120,10 @@ def raw_db(tmp_path_factory):
     services.close()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.text(max_size=200))
 def test_parser_never_raises_and_fts_accepts_every_expression(raw_db, text):
     query = parse(text)
@@ -136,7 +139,7 @@ def test_parser_never_raises_and_fts_accepts_every_expression(raw_db, text):
     assert isinstance(result["items"], list)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.text(alphabet=st.sampled_from('ab "*-():^OR NEAR'), max_size=40))
 def test_operator_soup_never_errors(raw_db, text):
     raw_db.search.search(text)

@@ -1,0 +1,29 @@
+# Thin wrappers: the logic lives in scripts/ and the Python package.
+.PHONY: run test lint bench deploy cluster-up cluster-down
+
+run: ## start TaskPlaner on http://127.0.0.1:8080 with its data in ./data
+	scripts/bootstrap.sh app
+	TASKPLANER_DATA_DIR=$${TASKPLANER_DATA_DIR:-./data} .venv/bin/taskplaner serve
+
+test: ## install everything the suite needs, then run all of it
+	scripts/bootstrap.sh test
+	scripts/test.sh
+
+lint: ## ruff, yamllint, ansible-lint (production profile)
+	scripts/bootstrap.sh test
+	scripts/lint.sh
+
+bench: ## benchmarks under bench/ (not tests); prints the README table rows
+	scripts/bootstrap.sh app
+	.venv/bin/python bench/run.py
+
+deploy: ## the whole platform on the hosts in inventory/hosts.yml
+	scripts/bootstrap.sh test
+	.venv/bin/ansible-playbook site.yml --ask-vault-pass
+
+cluster-up: ## start the local test cluster (Kubernetes API + kwok + Gitea) and print how to use it
+	scripts/bootstrap.sh test
+	tests/cluster/cluster.sh up
+
+cluster-down: ## stop the local test cluster
+	tests/cluster/cluster.sh down

@@ -1,0 +1,251 @@
+"""TaskPlaner benchmarks (not tests): each figure comes with a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py [--notes 100000] [--only search,create,upload,http]
+
+Prints one Markdown table row per benchmark, ready for the README's "Benchmarks" table, and
+writes bench/results/latest.json. Targets (issue #4) are shown next to each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from taskplaner.config import Settings
+from taskplaner.services import Services, open_services
+
+WORDS = (  # noqa: SIM905 - reads better as prose than as a 70-item list
+    "garden plan report budget travel ticket kitchen recipe invoice meeting project idea "
+    "book film music river mountain coffee bread window letter phone camera market school "
+    "doctor bicycle battery server backup cluster network storage yellow purple orange "
+    "quiet rapid gentle bright silver wooden paper glass stone winter summer autumn spring "
+    "monday friday morning evening holiday birthday family friend neighbour garage").split()
+RESULTS = Path(__file__).with_name("results")
+
+
+def zipf_words(rng: random.Random, n: int) -> list[str]:
+    """Words with a skewed frequency, so common and rare terms both exist, as in real notes."""
+    weights = [1 / (i + 1) for i in range(len(WORDS))]
+    extra = [f"{rng.choice(WORDS)}{rng.randint(0, 5000)}" for _ in range(n // 4)]
+    return rng.choices(WORDS, weights, k=n - len(extra)) + extra
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def fresh(tmp: Path, name: str) -> Services:
+    return open_services(Settings(data_dir=tmp / name, sqlite_synchronous="NORMAL"))
+
+
+def bench_create(tmp: Path, n: int = 3000) -> dict[str, Any]:
+    """Item creation through the service layer (FTS triggers on) vs a bare INSERT baseline."""
+    rng = random.Random(1)
+    services = fresh(tmp, "create")
+    bodies = [" ".join(zipf_words(rng, 60)) for _ in range(n)]
+    start = time.perf_counter()
+    for i, body in enumerate(bodies):
+        services.items.create({"title": f"note {i}", "body": body, "tags": ["bench"]})
+    rate = n / (time.perf_counter() - start)
+    conn = services.db.conn
+    conn.execute("CREATE TABLE plain (id INTEGER PRIMARY KEY, title TEXT, body TEXT)")
+    start = time.perf_counter()
+    for i, body in enumerate(bodies):
+        with services.db.write() as c:
+            c.execute("INSERT INTO plain (title, body) VALUES (?, ?)", (f"note {i}", body))
+    baseline = n / (time.perf_counter() - start)
+    services.close()
+    return {"name": "Item creation (service layer, FTS triggers on)", "value": f"{rate:,.0f}/s",
+            "baseline": f"bare INSERT, one txn each: {baseline:,.0f}/s",
+            "ratio": f"{rate / baseline:.2f}×", "target": "≥ 1,000/s", "ok": rate >= 1000}
+
+
+def build_corpus(tmp: Path, notes: int) -> Services:
+    rng = random.Random(2)
+    services = fresh(tmp, "search")
+    conn = services.db.conn
+    stamp = "2026-01-01T00:00:00.000Z"
+    with services.db.write() as c:
+        for _ in range(notes):
+            title = " ".join(zipf_words(rng, 4))
+            body = " ".join(zipf_words(rng, rng.randint(20, 120)))
+            c.execute(
+                "INSERT INTO items (type, title, body, tags_text, created, updated)"
+                " VALUES ('note', ?, ?, ?, ?, ?)",
+                (title, body, rng.choice(WORDS[:10]), stamp, stamp),
+            )
+    conn.execute("PRAGMA optimize")
+    return services
+
+
+def bench_search(tmp: Path, notes: int, queries: int = 300) -> dict[str, Any]:
+    """Ranked search with snippets vs a LIKE '%term%' scan of the same rows."""
+    services = build_corpus(tmp, notes)
+    rng = random.Random(3)
+    samples = []
+    terms = []
+    for _ in range(queries):
+        kind = rng.random()
+        if kind < 0.6:
+            q = rng.choice(WORDS)
+        elif kind < 0.85:
+            q = f"{rng.choice(WORDS)} {rng.choice(WORDS)}"
+        else:
+            q = f"{rng.choice(WORDS)[:4]}*"
+        terms.append(q.split()[0].rstrip("*"))
+        start = time.perf_counter()
+        services.search.search(q, limit=20)
+        samples.append(time.perf_counter() - start)
+    like_samples = []
+    conn = services.db.conn
+    for term in terms[:20]:
+        start = time.perf_counter()
+        conn.execute(
+            "SELECT id, title FROM items WHERE title LIKE ?1 OR body LIKE ?1 ORDER BY id DESC"
+            " LIMIT 20", (f"%{term}%",)).fetchall()
+        like_samples.append(time.perf_counter() - start)
+    p50, p95 = percentile(samples, 50) * 1000, percentile(samples, 95) * 1000
+    like_p50 = statistics.median(like_samples) * 1000
+    db_size = services.settings.db_path.stat().st_size
+    services.close()
+    ok = p50 <= 5 and p95 <= 20 and like_p50 / p50 >= 50
+    return {"name": f"Search, {notes:,} notes (ranked, snippets)",
+            "value": f"p50 {p50:.2f} ms · p95 {p95:.2f} ms",
+            "baseline": f"LIKE '%…%' scan p50 {like_p50:.1f} ms",
+            "ratio": f"{like_p50 / p50:.0f}× faster", "target": "p50 ≤ 5 ms, p95 ≤ 20 ms, ≥ 50×",
+            "ok": ok, "db_bytes": db_size}
+
+
+def twelve_megapixel_jpeg(rotate: bool) -> bytes:
+    rng = random.Random(4)
+    img = Image.new("RGB", (4000, 3000))
+    for _ in range(400):  # rough photo-like content so the encoder has real work
+        x, y = rng.randrange(4000), rng.randrange(3000)
+        img.paste((rng.randrange(256), rng.randrange(256), rng.randrange(256)),
+                  (x, y, min(4000, x + rng.randint(50, 900)), min(3000, y + rng.randint(50, 700))))
+    exif = Image.Exif()
+    exif[0x0112] = 6 if rotate else 1
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def bench_upload(tmp: Path, runs: int = 5) -> dict[str, Any]:
+    """Upload pipeline for a 12 MP JPEG vs just decoding it with Pillow."""
+    services = fresh(tmp, "upload")
+    item = services.items.create({"title": "photos"})
+    results = {}
+    for rotate in (False, True):
+        data = twelve_megapixel_jpeg(rotate)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            services.attachments.add(item["id"], "p.jpg", io.BytesIO(data))
+            times.append(time.perf_counter() - start)
+        tracemalloc.start()  # a separate run: tracing slows every allocation
+        services.attachments.add(item["id"], "p.jpg", io.BytesIO(data))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        results[rotate] = (statistics.median(times), peak)
+    decode = []
+    sample = twelve_megapixel_jpeg(False)
+    for _ in range(runs):
+        start = time.perf_counter()
+        Image.open(io.BytesIO(sample)).load()
+        decode.append(time.perf_counter() - start)
+    services.close()
+    upright, rotated = results[False][0] * 1000, results[True][0] * 1000
+    decode_ms = statistics.median(decode) * 1000
+    peak_mib = max(results[False][1], results[True][1]) / 2**20
+    return {"name": "Upload 12 MP JPEG (verify, orient, strip, thumbnail, store)",
+            "value": f"upright {upright:.0f} ms · rotated {rotated:.0f} ms · peak {peak_mib:.0f} MiB",
+            "baseline": f"Pillow full decode only: {decode_ms:.0f} ms",
+            "ratio": f"{upright / decode_ms:.2f}× / {rotated / decode_ms:.2f}×",
+            "target": "≤ 300 ms", "ok": max(upright, rotated) <= 300}
+
+
+def bench_http(tmp: Path, seconds: int = 10) -> dict[str, Any]:
+    """GET /api/v1/items?limit=50 vs GET /healthz in the same server, 64 connections (wrk)."""
+    if not shutil.which("wrk"):
+        return {"name": "HTTP list vs trivial endpoint", "value": "wrk not installed",
+                "baseline": "", "ratio": "", "target": "≥ 50 %", "ok": False}
+    import waitress
+
+    from taskplaner.web import build_wsgi
+
+    services = fresh(tmp, "http")
+    for i in range(200):
+        services.items.create({"title": f"n{i}", "body": "some text " * 20, "tags": ["a", "b"]})
+    token = services.auth.create_token("bench")["token"]
+    server = waitress.create_server(build_wsgi(services), host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.effective_port}"
+
+    def wrk(path: str) -> tuple[float, int]:
+        out = subprocess.run(
+            ["wrk", "-t2", "-c64", f"-d{seconds}s", "-H", f"Authorization: Bearer {token}",
+             base + path], capture_output=True, text=True, timeout=seconds + 30).stdout
+        rps = float(out.split("Requests/sec:")[1].split()[0])
+        errors = 0
+        for line in out.splitlines():
+            if "Non-2xx" in line or "Socket errors" in line:
+                errors += sum(int(tok) for tok in line.replace(",", " ").split() if tok.isdigit())
+        return rps, errors
+
+    trivial, e1 = wrk("/healthz")
+    listing, e2 = wrk("/api/v1/items?limit=50")
+    server.close()
+    services.close()
+    share = listing / trivial
+    return {"name": "HTTP GET /api/v1/items?limit=50, 64 connections",
+            "value": f"{listing:,.0f} req/s, {e1 + e2} errors",
+            "baseline": f"GET /healthz: {trivial:,.0f} req/s", "ratio": f"{share:.0%}",
+            "target": "≥ 50 %, 0 errors", "ok": share >= 0.5 and e1 + e2 == 0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--notes", type=int, default=100_000)
+    parser.add_argument("--only", default="create,search,upload,http")
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if "create" in chosen:
+            rows.append(bench_create(tmp))
+        if "search" in chosen:
+            rows.append(bench_search(tmp, args.notes))
+        if "upload" in chosen:
+            rows.append(bench_upload(tmp))
+        if "http" in chosen:
+            rows.append(bench_http(tmp))
+    print("| benchmark | result | baseline (same run) | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['value']} | {r['baseline']} | {r['ratio']} | {r['target']} |"
+              f" {'yes' if r['ok'] else 'no'} |")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Set up what `make run` / `make test` need, skipping every step that is already done.
+#   scripts/bootstrap.sh app    the Python venv with the app (for make run)
+#   scripts/bootstrap.sh test   + dev tools, Debian packages, the test cluster's binaries
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+what="${1:-app}"
+venv=.venv
+python="${PYTHON:-python3}"
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# Debian packages the test suite drives for real (installed only when missing).
+DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git)
+
+ensure_debian_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+ensure_venv() {
+  local extra="$1" stamp key
+  [[ -x "$venv/bin/python" ]] || { say "creating $venv"; "$python" -m venv "$venv"; }
+  key="$(cat constraints.txt app/pyproject.toml | sha256sum | cut -c1-16)"
+  stamp="$venv/.installed-$extra-$key"
+  [[ -f "$stamp" ]] && return 0
+  say "installing Python packages ($extra) from constraints.txt"
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  local target="app"
+  [[ "$extra" == dev ]] && target="app[dev]"
+  "$venv/bin/pip" install -q -c constraints.txt -e "$target"
+  rm -f "$venv"/.installed-"$extra"-*
+  touch "$stamp"
+}
+
+case "$what" in
+  app) ensure_venv runtime ;;
+  test)
+    ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}"
+    ensure_venv dev
+    tests/cluster/build.sh all
+    ;;
+  *) say "usage: $0 app|test"; exit 2 ;;
+esac
