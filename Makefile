@@ -14,7 +14,7 @@ lint: ## ruff, yamllint, ansible-lint (production profile)
 	scripts/lint.sh
 
 bench: ## benchmarks under bench/ (not tests); prints the README table rows
-	scripts/bootstrap.sh app
+	scripts/bootstrap.sh bench
 	.venv/bin/python bench/run.py
 
 deploy: ## the whole platform on the hosts in inventory/hosts.yml

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up what `make run` / `make test` need, skipping every step that is already done.
 #   scripts/bootstrap.sh app    the Python venv with the app (for make run)
+#   scripts/bootstrap.sh bench  the app + wrk (Debian) for the HTTP benchmark
 #   scripts/bootstrap.sh test   + dev tools, Debian packages, the test cluster's binaries
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,10 +47,14 @@ ensure_venv() {
 
 case "$what" in
   app) ensure_venv runtime ;;
+  bench)
+    ensure_debian_packages wrk
+    ensure_venv runtime
+    ;;
   test)
     ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}"
     ensure_venv dev
     tests/cluster/build.sh all
     ;;
-  *) say "usage: $0 app|test"; exit 2 ;;
+  *) say "usage: $0 app|bench|test"; exit 2 ;;
 esac

@@ -33,6 +33,7 @@ class Settings:
     max_parallel_uploads: int = 2
     max_query_chars: int = 1000
     max_query_terms: int = 32
+    max_ranked_matches: int = 2000
     max_page_size: int = 200
     default_page_size: int = 50
     max_title_chars: int = 500
@@ -72,6 +73,7 @@ _INT_SETTINGS = {
     "max_image_pixels": (1, 1_000_000_000),
     "max_parallel_uploads": (1, 64),
     "max_query_chars": (10, 100_000),
+    "max_ranked_matches": (100, 10_000_000),
     "max_page_size": (1, 10_000),
     "min_free_bytes": (0, 1 << 50),
     "session_days": (1, 3650),

@@ -16,6 +16,11 @@ tags over body) and ``items_trigram`` (substrings of 3+ characters, for CJK text
 words). A query with CJK text, or a word query with no results, runs as a substring search on
 the trigram index; terms shorter than 3 characters there fall back to LIKE. Every user string
 is quoted as an FTS5 string, so no input can produce FTS5 syntax.
+
+Latency bound: bm25 must score every match, so a word found in most notes would cost tens of
+milliseconds. A query without filters that matches more than ``max_ranked`` notes (setting
+``TASKPLANER_MAX_RANKED_MATCHES``, default 2,000) is ranked among its newest ``max_ranked``
+matches; older ones are still reachable with a more specific query or a filter.
 """
 
 from __future__ import annotations
@@ -192,10 +197,12 @@ def substring_snippet(text: str, needles: list[str]) -> str:
 
 
 class Search:
-    def __init__(self, db: Database, max_chars: int = 1000, max_terms: int = 32) -> None:
+    def __init__(self, db: Database, max_chars: int = 1000, max_terms: int = 32,
+                 max_ranked: int = 2000) -> None:
         self.db = db
         self.max_chars = max_chars
         self.max_terms = max_terms
+        self.max_ranked = max_ranked
 
     def search(self, text: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         query = parse(text, self.max_chars, self.max_terms)
@@ -227,15 +234,39 @@ class Search:
     def _words(
         self, conn: sqlite3.Connection, query: Query, expr: str, limit: int, offset: int
     ) -> list[sqlite3.Row]:
-        args: list[Any] = [MARK_OPEN, MARK_CLOSE, "…", SNIPPET_TOKENS, *BM25_WEIGHTS, expr]
-        where = ["items_fts MATCH ?", *_filter_sql(query, args)]
-        sql = (
-            "SELECT items.*, snippet(items_fts, -1, ?, ?, ?, ?) AS snip,"
-            " bm25(items_fts, ?, ?, ?) AS score"
+        # Rank first without snippets: SQLite computes result columns for every match before
+        # sorting, and snippet() is the expensive part. Snippets are made for the page only.
+        args: list[Any] = [expr]
+        filters = _filter_sql(query, args)
+        if filters:  # filters live on items: join every match
+            source = "items_fts JOIN items ON items.id = items_fts.rowid"
+            where = ["items_fts MATCH ?", *filters]
+        else:  # no join; very common words are ranked within their newest matches only
+            source = "items_fts"
+            where = ["items_fts MATCH ?"]
+            floor = conn.execute(
+                "SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY rowid DESC"
+                " LIMIT 1 OFFSET ?", (expr, self.max_ranked - 1)).fetchone()
+            if floor is not None:
+                where.append("items_fts.rowid >= ?")
+                args.append(floor[0])
+        ranked = conn.execute(
+            f"SELECT items_fts.rowid AS id FROM {source} WHERE {' AND '.join(where)}"
+            " ORDER BY bm25(items_fts, ?, ?, ?) LIMIT ? OFFSET ?",
+            (*args, *BM25_WEIGHTS, limit + 1, offset),
+        ).fetchall()
+        ids = [r["id"] for r in ranked]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            "SELECT items.*, snippet(items_fts, -1, ?, ?, ?, ?) AS snip"
             " FROM items_fts JOIN items ON items.id = items_fts.rowid"
-            f" WHERE {' AND '.join(where)} ORDER BY score LIMIT ? OFFSET ?"
-        )
-        return conn.execute(sql, (*args, limit + 1, offset)).fetchall()
+            f" WHERE items_fts MATCH ? AND items_fts.rowid IN ({marks})",
+            (MARK_OPEN, MARK_CLOSE, "…", SNIPPET_TOKENS, expr, *ids),
+        ).fetchall()
+        by_id = {r["id"]: r for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
 
     def _substring(
         self, conn: sqlite3.Connection, query: Query, limit: int, offset: int
@@ -248,7 +279,7 @@ class Search:
             where.append("NOT " + _substring_condition(term, args))
         where += _filter_sql(query, args) or ["1"]
         sql = (
-            "SELECT items.*, NULL AS snip, NULL AS score FROM items"
+            "SELECT items.*, NULL AS snip FROM items"
             f" WHERE {' AND '.join(where)} ORDER BY items.id DESC LIMIT ? OFFSET ?"
         )
         return conn.execute(sql, (*args, limit + 1, offset)).fetchall()

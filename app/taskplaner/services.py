@@ -72,7 +72,8 @@ def open_services(settings: Settings) -> Services:
         attachments=attachments,
         items=Items(db, attachments, ItemLimits(settings.max_title_chars, settings.max_body_chars)),
         tags=Tags(db),
-        search=Search(db, settings.max_query_chars, settings.max_query_terms),
+        search=Search(db, settings.max_query_chars, settings.max_query_terms,
+                      settings.max_ranked_matches),
         auth=auth,
         metrics=metrics,
     )

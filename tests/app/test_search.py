@@ -147,3 +147,19 @@ def test_operator_soup_never_errors(raw_db, text):
 
 def test_highlight_escapes_before_marking():
     assert highlight_snippet("<b>\x02x\x03</b>") == "&lt;b&gt;<mark>x</mark>&lt;/b&gt;"
+
+
+def test_very_common_words_rank_within_the_newest_matches(tmp_path):
+    services = open_services(Settings(data_dir=tmp_path / "d", max_ranked_matches=100))
+    try:
+        # an old note that would win on relevance, then 150 newer weaker matches
+        services.items.create({"title": "apple apple apple", "body": "apple"})
+        for i in range(150):
+            services.items.create({"title": f"note {i}", "body": "apple pie and more words"})
+        ranked = services.search.search("apple", limit=5)["items"]
+        assert "apple apple apple" not in [r["title"] for r in ranked]
+        filtered = services.search.search("apple type:note", limit=5)["items"]  # filters: all
+        assert filtered[0]["title"] == "apple apple apple"
+        assert services.search.search("apple", limit=200)["next_cursor"] is None
+    finally:
+        services.close()
