@@ -73,7 +73,8 @@ kube_wrapper() {
     printf 'package main\n\nfunc main() {}\n' > main.go
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" \
            "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBERNETES_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION"
+           "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION" \
+           "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES_VERSION"
   ) >&2
   touch "$dir/.ready"
   echo "$dir"
@@ -89,7 +90,7 @@ build_kube() {
     ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" \
+  (cd "$dir" && go build -mod=mod -trimpath -ldflags "-s -w $ldflags" \
       -o "$bin/$component-$v" "k8s.io/kubernetes/cmd/$component")
 }
 
@@ -126,11 +127,13 @@ case "$what" in
   kine) run_build kine "$KINE_VERSION" build_kine ;;
   kwok) run_build kwok "$KWOK_VERSION" build_kwok ;;
   helm) run_build helm "$HELM_VERSION" build_helm ;;
-  kube-apiserver|kube-controller-manager|kube-scheduler)
+  kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
     run_build "$what" "$KUBERNETES_VERSION" build_kube "$what" ;;
   gitea) run_build gitea "$GITEA_VERSION" build_gitea ;;
   all)
-    for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler gitea; do "$0" "$c"; done ;;
+    for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea; do
+      "$0" "$c"
+    done ;;
   path) echo "$bin" ;;
   *) log "unknown component: $what"; exit 2 ;;
 esac
