@@ -5,11 +5,8 @@
 # A warm cache builds nothing. Each build has a timeout and prints its log tail on failure.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "$here/versions.env"
-cache="${TASKPLANER_CLUSTER_CACHE:-$HOME/.cache/taskplaner-cluster}"
-bin="$cache/bin"
+# shellcheck source=paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 build_timeout="${TASKPLANER_BUILD_TIMEOUT:-2400}"
 mkdir -p "$bin" "$cache/logs"
 export CGO_ENABLED="${CGO_ENABLED:-1}" GOFLAGS="-buildvcs=false"

@@ -12,11 +12,8 @@
 # on every `up`. Every wait has a timeout; a failure names the step and shows its log.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "$here/versions.env"
-cache="${TASKPLANER_CLUSTER_CACHE:-$HOME/.cache/taskplaner-cluster}"
-bin="$cache/bin"
+# shellcheck source=paths.sh
+source "$(dirname "${BASH_SOURCE[0]}")/paths.sh"
 run="${TASKPLANER_CLUSTER_DIR:-$cache/run}"
 START_TIMEOUT="${TASKPLANER_CLUSTER_TIMEOUT:-120}"
 GITEA_ADMIN=tpadmin
