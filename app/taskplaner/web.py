@@ -77,6 +77,17 @@ def json_body(max_bytes: int) -> Any:
         raise AppError(400, "bad_json", "the body is not valid JSON") from None
 
 
+def multipart_file(field: str = "file") -> Any:
+    """The uploaded file of a multipart field; every parse failure is a 400, never a 500."""
+    try:
+        upload = bottle.request.files.get(field)
+    except (bottle.MultipartError, ValueError):  # bottle raises ValueError on bad part headers
+        raise AppError(400, "bad_multipart", "the multipart body could not be parsed") from None
+    if upload is None:
+        raise AppError(400, "bad_request", f"the multipart field '{field}' is missing", field)
+    return upload
+
+
 def _client_ip() -> str:
     return bottle.request.environ.get("REMOTE_ADDR") or "unknown"
 
@@ -109,8 +120,6 @@ def _api_plugin(services: Services) -> Callable[[Callable[..., Any]], Callable[.
                 return result
             except AppError as exc:
                 return _json_error(exc)
-            except bottle.MultipartError:
-                return _error(400, "bad_multipart", "the multipart body could not be parsed")
             except bottle.HTTPResponse:
                 raise
             except Exception:
@@ -278,9 +287,7 @@ def create_app(services: Services) -> bottle.Bottle:
             )
         if not bottle.request.content_type.lower().startswith("multipart/form-data"):
             raise AppError(415, "unsupported_media_type", "send the file as multipart/form-data")
-        upload = bottle.request.files.get("file")
-        if upload is None:
-            raise AppError(400, "bad_request", "the multipart field 'file' is missing", "file")
+        upload = multipart_file()
         result = s.attachments.add(
             _id(item_id), upload.raw_filename or "image", upload.file
         )
@@ -337,10 +344,7 @@ def create_app(services: Services) -> bottle.Bottle:
             raise AppError(413, "too_large", "the archive is larger than the import limit")
         ctype = bottle.request.content_type.lower()
         if ctype.startswith("multipart/form-data"):
-            upload = bottle.request.files.get("file")
-            if upload is None:
-                raise AppError(400, "bad_request", "the multipart field 'file' is missing", "file")
-            stream = upload.file
+            stream = multipart_file().file
         elif ctype in ("application/gzip", "application/x-gzip", "application/octet-stream"):
             stream = bottle.request.body
         else:

@@ -210,3 +210,14 @@ def test_gc_removes_only_old_unreferenced_files(app, client):
     assert result == {"blobs_removed": 1, "temp_files_removed": 1}
     remaining = set(blob_files(app))
     assert kept["hash"] in remaining and fresh_orphan in remaining and orphan not in remaining
+
+
+def test_control_characters_in_multipart_headers_are_a_400(app, client):
+    item = create_item(client, app)
+    body = (b'--b\r\nContent-Disposition: form-data; name="fi\x00le"; filename="x.png"\r\n\r\n'
+            b"data\r\n--b--\r\n")
+    for path in (f"/api/v1/items/{item['id']}/attachments", "/api/v1/import"):
+        res = client.post(app.url(path), data=body,
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+        assert res.status_code == 400, (path, res.text)
+        assert res.json()["error"]["code"] == "bad_multipart"
