@@ -13,7 +13,7 @@ python="${PYTHON:-python3}"
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # Debian packages the test suite drives for real (installed only when missing).
-DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git)
+DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl)
 
 ensure_debian_packages() {
   local missing=()
