@@ -10,7 +10,7 @@ import bottle
 STATIC = Path(__file__).with_name("static")
 
 
-def register(app: bottle.Bottle, services: Any) -> None:
+def register(app: bottle.Bottle) -> None:
     @app.get("/", public=True)
     def index() -> Any:
         response = bottle.static_file("index.html", root=str(STATIC), mimetype="text/html")

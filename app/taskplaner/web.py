@@ -352,7 +352,7 @@ def create_app(services: Services) -> bottle.Bottle:
         return {"imported": backup.import_archive(s, stream)}
 
     # --- web UI ----------------------------------------------------------------------------
-    pages.register(app, services)
+    pages.register(app)
 
     def json_404(err: bottle.HTTPError) -> str:
         return _error(404, "not_found", "no such page or resource")
