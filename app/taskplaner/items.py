@@ -195,9 +195,10 @@ class Items:
         with self.attachments.blob_guard():
             with self.db.write() as conn:
                 hashes = self.attachments.hashes_of_item(conn, item_id)
+                tag_ids = tags_service.tag_ids_of(conn, item_id)
                 cur = conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
                 if cur.rowcount == 0:
                     raise not_found("item")
-                tags_service.delete_orphans(conn)
+                tags_service.delete_orphans(conn, tag_ids)
                 unused = self.attachments.unreferenced(conn, hashes)
             self.attachments.release(unused)

@@ -28,23 +28,28 @@ def tags_text(names: list[str]) -> str:
     return " ".join(sorted(names, key=str.casefold))
 
 
+def _write_tags_text(conn: sqlite3.Connection, item_id: int, names: list[str]) -> None:
+    text = tags_text(names)
+    # only an actual change fires the update trigger (and re-indexes the item)
+    conn.execute("UPDATE items SET tags_text = ? WHERE id = ? AND tags_text != ?",
+                 (text, item_id, text))
+
+
 def _refresh_tags_text(conn: sqlite3.Connection, item_ids: list[int]) -> None:
     for item_id in item_ids:
         names = [r[0] for r in conn.execute(
             "SELECT t.name FROM item_tags it JOIN tags t ON t.id = it.tag_id WHERE it.item_id = ?",
             (item_id,))]
-        # only an actual change fires the update trigger (and re-indexes the item)
-        text = tags_text(names)
-        conn.execute("UPDATE items SET tags_text = ? WHERE id = ? AND tags_text != ?",
-                     (text, item_id, text))
+        _write_tags_text(conn, item_id, names)
 
 
-def delete_orphans(conn: sqlite3.Connection, tag_ids: list[int] | None = None) -> None:
-    """Drop tags no item uses; only among ``tag_ids`` when given (cheap on the hot path)."""
-    if tag_ids is None:
-        conn.execute(
-            "DELETE FROM tags WHERE NOT EXISTS (SELECT 1 FROM item_tags WHERE tag_id = tags.id)")
-        return
+def tag_ids_of(conn: sqlite3.Connection, item_id: int) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT tag_id FROM item_tags WHERE item_id = ?",
+                                       (item_id,))]
+
+
+def delete_orphans(conn: sqlite3.Connection, tag_ids: list[int]) -> None:
+    """Drop those of ``tag_ids`` that no item uses any more."""
     for tag_id in tag_ids:
         conn.execute(
             "DELETE FROM tags WHERE id = ? AND NOT EXISTS"
@@ -64,14 +69,14 @@ def resolve(conn: sqlite3.Connection, names: list[str]) -> list[tuple[int, str]]
 
 
 def set_item_tags(conn: sqlite3.Connection, item_id: int, names: list[str]) -> None:
-    old = [r[0] for r in conn.execute("SELECT tag_id FROM item_tags WHERE item_id = ?",
-                                      (item_id,))]
+    old = tag_ids_of(conn, item_id)
     resolved = resolve(conn, names)
     conn.execute("DELETE FROM item_tags WHERE item_id = ?", (item_id,))
     conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)",
                      [(item_id, tag_id) for tag_id, _ in resolved])
-    _refresh_tags_text(conn, [item_id])
-    delete_orphans(conn, [t for t in old if t not in {tag_id for tag_id, _ in resolved}])
+    _write_tags_text(conn, item_id, [name for _, name in resolved])
+    kept = {tag_id for tag_id, _ in resolved}
+    delete_orphans(conn, [t for t in old if t not in kept])
 
 
 class Tags:
