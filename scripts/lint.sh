@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check app tests bench
+ruff check app tests bench molecule roles
 echo "== mypy"
 mypy --config-file app/pyproject.toml app/taskplaner
 echo "== yamllint"

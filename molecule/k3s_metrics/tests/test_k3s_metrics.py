@@ -1,0 +1,110 @@
+"""k3s_metrics against a temporary k3s root: the drop-in, the user's files, restarts, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+SCENARIO = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "root"
+DROPIN = ROOT / "etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml"
+USER_CONFIG = ROOT / "etc/rancher/k3s/config.yaml"
+
+
+def _converge(*extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(SCENARIO / "converge.yml"),
+            "-e",
+            "ansible_python_interpreter=" + os.environ.get("MOLECULE_PYTHON", "python3"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+        env={
+            **os.environ,
+            "ANSIBLE_ROLES_PATH": str(SCENARIO.parent.parent / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        },
+    )
+
+
+def test_dropin_merges_the_users_arguments_and_replaces_the_conflicting_one(host):
+    dropin = host.file(str(DROPIN))
+    assert dropin.exists
+    assert dropin.mode == 0o600
+    config = yaml.safe_load(dropin.content_string)
+    assert config == {
+        "kube-controller-manager-arg": ["terminated-pod-gc-threshold=10", "bind-address=0.0.0.0"],
+        "kube-scheduler-arg": ["bind-address=0.0.0.0"],
+        "kube-proxy-arg": ["v=2", "metrics-bind-address=0.0.0.0"],
+        "etcd-expose-metrics": True,
+    }
+
+
+def test_users_files_are_untouched(host):
+    user = yaml.safe_load(host.file(str(USER_CONFIG)).content_string)
+    assert user["kube-controller-manager-arg"] == ["bind-address=127.0.0.1", "terminated-pod-gc-threshold=10"]
+    assert user["tls-san"] == ["k3s.example.org", "192.168.1.10"]
+    assert host.file(str(USER_CONFIG)).content_string.startswith("# the user's own file")
+    assert yaml.safe_load(host.file(str(DROPIN.parent / "50-user.yaml")).content_string) == {
+        "kube-proxy-arg+": ["v=2"],
+        "node-label+": ["zone=home"],
+    }
+
+
+def test_k3s_restarted_once_across_converge_idempotence_and_check(host):
+    # converge changed the drop-in (one restart); the idempotence and check runs changed nothing
+    assert host.file(str(ROOT / "restarts")).content_string.splitlines() == ["restarted"]
+
+
+def test_check_mode_after_converge_reports_no_change(host):
+    result = _converge("--check", "--diff")
+    assert result.returncode == 0, result.stdout
+    assert "changed=0" in result.stdout and "failed=0" in result.stdout
+
+
+def test_firewall_rules_allow_only_the_given_networks(host):
+    rules = host.file(str(ROOT / "etc/nftables.d/k3s-metrics.nft")).content_string
+    assert "elements = { 10.42.0.0/16, 192.168.1.10/32 }" in rules
+    assert "elements = { fd00::/8 }" in rules
+    assert "tcp dport { 10249, 10257, 10259, 2381 } drop" in rules
+    assert host.file(str(ROOT / "nft-loads")).content_string.splitlines() == ["loaded"]
+
+
+def test_bad_cidr_is_rejected_before_any_change(host):
+    before = DROPIN.read_bytes()
+    bad = '{"k3s_metrics_allowed_cidrs": ["10.0.0.0/33"], "k3s_metrics_bind_address": "127.0.0.2"}'
+    result = _converge("-e", bad)
+    assert result.returncode != 0
+    assert "not a network: 10.0.0.0/33" in result.stdout
+    assert DROPIN.read_bytes() == before
+
+
+def test_a_k3s_that_does_not_come_back_fails_with_the_reason(host):
+    before, restarts = DROPIN.read_bytes(), (ROOT / "restarts").read_bytes()
+    try:
+        result = _converge(
+            "-e",
+            '{"k3s_metrics_bind_address": "127.0.0.1", "k3s_metrics_wait_ports": [1],'
+            ' "k3s_metrics_wait_timeout": 2}',
+        )
+        assert result.returncode != 0
+        assert "k3s did not come back after the restart" in result.stdout
+        assert "port(s) 1 on 127.0.0.1 did not listen" in result.stdout
+    finally:
+        DROPIN.write_bytes(before)
+        (ROOT / "restarts").write_bytes(restarts)

@@ -1,0 +1,49 @@
+"""Merge the metrics arguments into k3s's effective configuration without clobbering it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+def _flag_name(arg: str) -> str:
+    return arg.lstrip("-").split("=", 1)[0]
+
+
+def k3s_effective_config(documents: list[Any]) -> dict[str, Any]:
+    """Apply k3s's own rules to config.yaml followed by its drop-ins, in order:
+    a plain key replaces the value so far, a key ending in `+` appends to it."""
+    effective: dict[str, Any] = {}
+    for document in documents:
+        if not isinstance(document, dict):
+            continue
+        for key, value in document.items():
+            if key.endswith("+"):
+                base = key[:-1]
+                effective[base] = _as_list(effective.get(base)) + _as_list(value)
+            else:
+                effective[key] = value
+    return effective
+
+
+def k3s_merge_args(effective: dict[str, Any], wanted: dict[str, list[str]]) -> dict[str, list[str]]:
+    """For each `*-arg` key: keep every argument the user has, drop the ones that set a flag we
+    set (a conflicting value is replaced, never doubled), then append ours."""
+    merged: dict[str, list[str]] = {}
+    for key, ours in wanted.items():
+        names = {_flag_name(arg) for arg in ours}
+        kept = [arg for arg in _as_list(effective.get(key)) if _flag_name(arg) not in names]
+        merged[key] = kept + list(ours)
+    return merged
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"k3s_effective_config": k3s_effective_config, "k3s_merge_args": k3s_merge_args}
