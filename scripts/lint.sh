@@ -5,7 +5,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check app tests bench molecule roles
+ruff check app tests bench molecule roles scripts
+echo "== role argument specs in step with defaults"
+python scripts/role_specs.py --check
 echo "== mypy"
 mypy --config-file app/pyproject.toml app/taskplaner
 echo "== yamllint"

@@ -1,0 +1,200 @@
+"""argocd against the local test cluster (stand-in chart) and the real Gitea."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import bcrypt
+
+NAMESPACE = "argocd"
+SECRET = "webhook-secret-for-tests-0123456789"
+HOOK_PORT = int((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "hook_port").read_text())
+HOOK_URL = f"http://127.0.0.1:{HOOK_PORT}/api/webhook"
+
+
+def kubectl_json(*args: str) -> Any:
+    out = subprocess.run(["kubectl", *args, "-o", "json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def gitea(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{os.environ['GITEA_URL']}/api/v1/repos/{os.environ['GITEA_REPO']}{path}",
+        method=method,
+        headers={"Authorization": f"token {os.environ['GITEA_TOKEN']}", "Content-Type": "application/json"},
+        data=json.dumps(body).encode() if body is not None else None,
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def release_values() -> dict[str, Any]:
+    out = subprocess.run(
+        ["helm", "get", "values", "argocd", "-n", NAMESPACE, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_release_values_hold_the_intended_settings():
+    values = release_values()
+    assert values["configs"]["params"]["server.insecure"] is True
+    assert values["configs"]["secret"]["gogsSecret"] == SECRET
+    assert values["configs"]["secret"]["argocdServerAdminPasswordMtime"] == "2026-01-01T00:00:00Z"
+    admin_hash = values["configs"]["secret"]["argocdServerAdminPassword"]
+    assert bcrypt.checkpw(b"admin-password-for-tests", admin_hash.encode())
+    ingress = values["server"]["ingress"]
+    assert ingress["enabled"] is True and ingress["hostname"] == "argocd.example.test"
+    assert ingress["ingressClassName"] == "traefik"
+    assert ingress["annotations"] == {"cert-manager.io/cluster-issuer": "test-issuer"}
+    assert values["dex"]["enabled"] is False
+
+
+def test_every_component_has_requests_and_a_memory_limit():
+    values = release_values()
+    for component in [
+        "controller",
+        "server",
+        "repoServer",
+        "redis",
+        "applicationSet",
+        "notifications",
+        "dex",
+        "redisSecretInit",
+    ]:
+        resources = values[component]["resources"]
+        assert set(resources["requests"]) == {"cpu", "memory"}, component
+        assert "memory" in resources["limits"], component
+
+
+def test_argocd_server_is_available_with_its_resources():
+    deployment = kubectl_json("get", "deployment", "argocd-server", "-n", NAMESPACE)
+    conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+    assert conditions["Available"] == "True"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "192Mi"
+
+
+def test_argocd_secret_carries_the_webhook_secret():
+    data = kubectl_json("get", "secret", "argocd-secret", "-n", NAMESPACE)["data"]
+    assert base64.b64decode(data["webhook.gogs.secret"]).decode() == SECRET
+    assert base64.b64decode(data["admin.password"]).startswith(b"$2")
+
+
+def test_repository_secret_is_registered():
+    secret = kubectl_json("get", "secret", "argocd-repo-gitea", "-n", NAMESPACE)
+    assert secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {
+        "type": "git",
+        "name": os.environ["GITEA_REPO"],
+        "url": f"{os.environ['GITEA_URL']}/{os.environ['GITEA_REPO']}.git",
+        "username": "argocd-reader",
+        "password": "reader-password-for-tests",
+    }
+
+
+def test_one_webhook_with_the_right_settings_and_the_users_hook_kept():
+    hooks = gitea("GET", "/hooks")
+    ours = [h for h in hooks if h["config"]["url"] == HOOK_URL]
+    assert len(ours) == 1
+    hook = ours[0]
+    assert hook["type"] == "gitea" and hook["active"] is True
+    assert hook["events"] == ["push"]
+    assert hook["config"]["content_type"] == "json"
+    assert hook["name"].startswith("argocd sha256:")
+    assert [h["config"]["url"] for h in hooks if h is not hook] == ["https://ci.example.test/hook"]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_gitea_delivers_a_push_signed_with_the_shared_secret():
+    server = HTTPServer(("127.0.0.1", HOOK_PORT), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hook = next(h for h in gitea("GET", "/hooks") if h["config"]["url"] == HOOK_URL)
+        gitea("POST", f"/hooks/{hook['id']}/tests")
+        for _ in range(100):
+            if _Receiver.received:
+                break
+            threading.Event().wait(0.1)
+    finally:
+        server.shutdown()
+    headers, body = _Receiver.received[0]
+    assert headers["X-Gitea-Event"] == "push"
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Gitea-Signature"] == expected
+
+
+def test_check_mode_after_converge_reports_no_change(check_mode_changes):
+    assert "changed=0" in check_mode_changes()
+
+
+def test_a_changed_secret_updates_the_hook_then_nothing_changes(converge):
+    new = {"argocd_webhook_secret": "a-rotated-webhook-secret-9876543210"}
+    try:
+        first = converge("-e", json.dumps(new))
+        assert first.returncode == 0, first.stdout[-3000:]
+        assert "TASK [argocd : Create the webhook]" in first.stdout
+        second = converge("-e", json.dumps(new))
+        assert "changed=0" in second.stdout, second.stdout[-3000:]
+    finally:
+        restored = converge()
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert release_values()["configs"]["secret"]["gogsSecret"] == SECRET
+
+
+def test_a_hook_edited_by_hand_is_corrected_in_place(converge):
+    hook = next(h for h in gitea("GET", "/hooks") if h["config"]["url"] == HOOK_URL)
+    gitea(
+        "PATCH",
+        f"/hooks/{hook['id']}",
+        {"config": {"url": "https://wrong.example.test/x", "content_type": "form"}, "active": False},
+    )
+    result = converge()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "TASK [argocd : Correct the webhook (URL, events or state differ)]" in result.stdout
+    again = next(h for h in gitea("GET", "/hooks") if h["id"] == hook["id"])
+    assert again["config"] == {"url": HOOK_URL, "content_type": "json"}
+    assert again["active"] is True
+
+
+def test_unreachable_gitea_and_bad_token_fail_with_a_message_that_says_which(converge):
+    unreachable = converge("-e", json.dumps({"argocd_gitea_url": "http://127.0.0.1:9"}))
+    assert unreachable.returncode != 0
+    assert "Gitea is unreachable at http://127.0.0.1:9" in unreachable.stdout
+    bad_token = converge("-e", json.dumps({"argocd_gitea_token": "0" * 40}))
+    assert bad_token.returncode != 0
+    assert "refused the API token (HTTP 401)" in bad_token.stdout
+
+
+def test_bad_input_is_rejected_before_any_change(converge):
+    result = converge("-e", json.dumps({"argocd_webhook_secret": "short", "argocd_namespace": "Not_Valid"}))
+    assert result.returncode != 0
+    assert "argocd: invalid input" in result.stdout
+    assert "short" not in result.stdout

@@ -1,0 +1,67 @@
+"""Helpers shared by every scenario's testinfra tests: re-run the scenario's converge playbook
+with extra arguments (check mode, bad input) and read its recap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+Converge = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def converge(request: pytest.FixtureRequest) -> Converge:
+    scenario = Path(request.path).resolve().parent.parent
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "ansible-playbook",
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                str(scenario / "converge.yml"),
+                "-e",
+                "ansible_python_interpreter=" + os.environ.get("MOLECULE_PYTHON", "python3"),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=600,
+            check=False,
+            cwd=PROJECT,
+            env={
+                **os.environ,
+                "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_FORCE_COLOR": "0",
+                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+            },
+        )
+
+    return run
+
+
+def extra_vars(**values: object) -> tuple[str, str]:
+    return "-e", json.dumps(values)
+
+
+@pytest.fixture
+def check_mode_changes(converge: Converge) -> Callable[[], str]:
+    """Runs converge with --check --diff and returns its output after asserting it succeeded."""
+
+    def run() -> str:
+        result = converge("--check", "--diff")
+        assert result.returncode == 0, result.stdout[-3000:]
+        return result.stdout
+
+    return run
