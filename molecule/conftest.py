@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,28 @@ def check_mode_changes(converge: Converge) -> Callable[[], str]:
         return result.stdout
 
     return run
+
+
+class Cluster:
+    """Reads what a role left in the local test cluster, through kubectl and helm."""
+
+    @staticmethod
+    def _json(*argv: str) -> Any:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+        return json.loads(out.stdout)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Any:
+        ns = ["-n", namespace] if namespace else []
+        return self._json("kubectl", "get", kind, name, *ns, "-o", "json")
+
+    def values(self, release: str, namespace: str) -> Any:
+        return self._json("helm", "get", "values", release, "-n", namespace, "-o", "json")
+
+    def pod_resources(self, namespace: str) -> list[dict[str, Any]]:
+        pods = self._json("kubectl", "get", "pods", "-n", namespace, "-o", "json")["items"]
+        return [c.get("resources", {}) for pod in pods for c in pod["spec"]["containers"]]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    return Cluster()

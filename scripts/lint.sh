@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
-ruff check app tests bench molecule roles scripts
+ruff check app tests bench molecule roles scripts plugins
 echo "== role argument specs in step with defaults"
 python scripts/role_specs.py --check
 echo "== mypy"

@@ -118,6 +118,12 @@ build_gitea() {
     -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$bin/gitea-$GITEA_VERSION" code.gitea.io/gitea
 }
 
+# Alloy's own configuration parser, wrapped by tests/alloy (a few lines of Go): the alloy role's
+# tests check the configuration it renders with it.
+build_alloy_syntax_check() {
+  (cd "$here/../alloy" && go build -trimpath -o "$bin/alloy-syntax-check-$ALLOY_SYNTAX_VERSION" .)
+}
+
 what="${1:-all}"
 if [[ "$what" == _step ]]; then shift; set -x; "$@"; exit; fi
 case "$what" in
@@ -127,8 +133,10 @@ case "$what" in
   kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
     run_build "$what" "$KUBERNETES_VERSION" build_kube "$what" ;;
   gitea) run_build gitea "$GITEA_VERSION" build_gitea ;;
+  alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
   all)
-    for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea; do
+    for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
+             alloy-syntax-check; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

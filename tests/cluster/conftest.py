@@ -16,7 +16,7 @@ def _exports(text: str) -> dict[str, str]:
     env = dict(os.environ)
     for line in text.splitlines():
         if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             env[key] = value.replace("$PATH", os.environ.get("PATH", ""))
     return env
 
@@ -25,12 +25,12 @@ def _exports(text: str) -> dict[str, str]:
 def cluster_env() -> Iterator[dict[str, str]]:
     """The cluster scripts/test.sh started for the whole run, or one of our own."""
     if os.environ.get("TASKPLANER_CLUSTER_SHARED") == "1":
-        shared = subprocess.run([str(HERE / "cluster.sh"), "env"], capture_output=True,
-                                text=True, timeout=30, check=True)
+        shared = subprocess.run(
+            [str(HERE / "cluster.sh"), "env"], capture_output=True, text=True, timeout=30, check=True
+        )
         yield _exports(shared.stdout)
         return
-    up = subprocess.run([str(HERE / "cluster.sh"), "up"], capture_output=True, text=True,
-                        timeout=1800)
+    up = subprocess.run([str(HERE / "cluster.sh"), "up"], capture_output=True, text=True, timeout=1800)
     if up.returncode != 0:
         subprocess.run([str(HERE / "cluster.sh"), "down"], timeout=120)
         pytest.fail(f"cluster did not start:\n{up.stderr[-4000:]}")
@@ -40,9 +40,9 @@ def cluster_env() -> Iterator[dict[str, str]]:
         subprocess.run([str(HERE / "cluster.sh"), "down"], timeout=120)
 
 
-def run(env: dict[str, str], *args: str, input: str | None = None,
-        timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(args), env=env, input=input, capture_output=True, text=True,
-                            timeout=timeout)
+def run(
+    env: dict[str, str], *args: str, input: str | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), env=env, input=input, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stderr}"
     return result

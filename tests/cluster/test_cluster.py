@@ -33,23 +33,39 @@ def test_api_server_is_ready_and_reports_the_pinned_version(cluster_env):
 
 def test_api_server_accepts_a_crd_and_a_custom_resource(cluster_env):
     run(cluster_env, "kubectl", "apply", "-f", str(HERE / "crds/argocd-application.stand-in.yaml"))
-    run(cluster_env, "kubectl", "wait", "--for=condition=Established",
-        "crd/applications.argoproj.io", "--timeout=60s")
-    app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-           "metadata": {"name": "demo", "namespace": "default"},
-           "spec": {"project": "default", "source": {"path": "app/chart"}}}
+    run(
+        cluster_env,
+        "kubectl",
+        "wait",
+        "--for=condition=Established",
+        "crd/applications.argoproj.io",
+        "--timeout=60s",
+    )
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "demo", "namespace": "default"},
+        "spec": {"project": "default", "source": {"path": "app/chart"}},
+    }
     run(cluster_env, "kubectl", "apply", "-f", "-", input=json.dumps(app))
-    got = json.loads(run(cluster_env, "kubectl", "get", "application", "demo", "-o",
-                         "json").stdout)
+    got = json.loads(run(cluster_env, "kubectl", "get", "application", "demo", "-o", "json").stdout)
     assert got["spec"]["source"]["path"] == "app/chart"
 
 
 def test_a_deployment_becomes_available_on_the_kwok_node(cluster_env):
     run(cluster_env, "kubectl", "apply", "-f", "-", input=DEPLOYMENT)
-    run(cluster_env, "kubectl", "wait", "--for=condition=Available", "deployment/web",
-        "--timeout=90s", timeout=120)
-    pods = json.loads(run(cluster_env, "kubectl", "get", "pods", "-l", "app=web", "-o",
-                          "json").stdout)["items"]
+    run(
+        cluster_env,
+        "kubectl",
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=90s",
+        timeout=120,
+    )
+    pods = json.loads(run(cluster_env, "kubectl", "get", "pods", "-l", "app=web", "-o", "json").stdout)[
+        "items"
+    ]
     assert len(pods) == 2
     assert all(p["spec"]["nodeName"] == "kwok-node-0" for p in pods)
     assert all(p["status"]["phase"] == "Running" for p in pods)
@@ -58,12 +74,23 @@ def test_a_deployment_becomes_available_on_the_kwok_node(cluster_env):
 def test_helm_installs_and_uninstalls_a_stand_in_chart(cluster_env):
     chart = str(HERE / "charts/standin")
     run(cluster_env, "helm", "version", "--short")
-    run(cluster_env, "helm", "install", "probe", chart, "--namespace", "default",
-        "--set", "greeting=hi", "--wait", "--timeout", "60s")
+    run(
+        cluster_env,
+        "helm",
+        "install",
+        "probe",
+        chart,
+        "--namespace",
+        "default",
+        "--set",
+        "greeting=hi",
+        "--wait",
+        "--timeout",
+        "60s",
+    )
     values = json.loads(run(cluster_env, "helm", "get", "values", "probe", "-o", "json").stdout)
     assert values == {"greeting": "hi"}
-    cm = json.loads(run(cluster_env, "kubectl", "get", "configmap", "probe-values", "-o",
-                        "json").stdout)
+    cm = json.loads(run(cluster_env, "kubectl", "get", "configmap", "probe-values", "-o", "json").stdout)
     assert json.loads(cm["data"]["values.json"])["greeting"] == "hi"
     run(cluster_env, "helm", "uninstall", "probe", "--wait")
     listed = json.loads(run(cluster_env, "helm", "list", "-o", "json").stdout)
@@ -71,22 +98,28 @@ def test_helm_installs_and_uninstalls_a_stand_in_chart(cluster_env):
 
 
 def test_gitea_api_creates_and_lists_a_webhook(cluster_env):
-    base, token, repo = (cluster_env["GITEA_URL"], cluster_env["GITEA_TOKEN"],
-                         cluster_env["GITEA_REPO"])
+    base, token, repo = (cluster_env["GITEA_URL"], cluster_env["GITEA_TOKEN"], cluster_env["GITEA_REPO"])
     headers = {"Authorization": f"token {token}"}
-    hook = {"type": "gitea", "active": True, "events": ["push"],
-            "config": {"url": "https://argocd.example.test/api/webhook",
-                       "content_type": "json", "secret": "s3cret"}}
-    res = requests.post(f"{base}/api/v1/repos/{repo}/hooks", json=hook, headers=headers,
-                        timeout=30)
+    hook = {
+        "type": "gitea",
+        "active": True,
+        "events": ["push"],
+        "config": {
+            "url": "https://argocd.example.test/api/webhook",
+            "content_type": "json",
+            "secret": "s3cret",
+        },
+    }
+    res = requests.post(f"{base}/api/v1/repos/{repo}/hooks", json=hook, headers=headers, timeout=30)
     assert res.status_code == 201, res.text
     created = res.json()["id"]
     hooks = requests.get(f"{base}/api/v1/repos/{repo}/hooks", headers=headers, timeout=30).json()
     assert {h["id"]: h["config"]["url"] for h in hooks}[created] == "https://argocd.example.test/api/webhook"
     gone = requests.delete(f"{base}/api/v1/repos/{repo}/hooks/{created}", headers=headers, timeout=30)
     assert gone.status_code == 204
-    bad = requests.get(f"{base}/api/v1/repos/{repo}/hooks",
-                       headers={"Authorization": "token wrong"}, timeout=30)
+    bad = requests.get(
+        f"{base}/api/v1/repos/{repo}/hooks", headers={"Authorization": "token wrong"}, timeout=30
+    )
     assert bad.status_code == 401
     started = time.monotonic()
     assert requests.get(f"{base}/api/v1/version", timeout=30).ok
@@ -97,9 +130,14 @@ def test_every_stand_in_crd_is_accepted(cluster_env):
     for crd in sorted((HERE / "crds").glob("*.stand-in.yaml")):
         run(cluster_env, "kubectl", "apply", "--server-side", "-f", str(crd))
     names = run(cluster_env, "kubectl", "get", "crd", "-o", "name").stdout.split()
-    for expected in ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com",
-                     "middlewares.traefik.io", "appprojects.argoproj.io",
-                     "applications.argoproj.io", "helmchartconfigs.helm.cattle.io"):
+    for expected in (
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+        "middlewares.traefik.io",
+        "appprojects.argoproj.io",
+        "applications.argoproj.io",
+        "helmchartconfigs.helm.cattle.io",
+    ):
         assert f"customresourcedefinition.apiextensions.k8s.io/{expected}" in names
 
 
@@ -109,6 +147,9 @@ def test_every_stand_in_chart_lints_and_renders(cluster_env):
     for chart in charts:
         run(cluster_env, "helm", "lint", str(chart))
         rendered = run(cluster_env, "helm", "template", "x", str(chart), "--set", "probe=1").stdout
-        configmap = next(doc for doc in yaml.safe_load_all(rendered)
-                         if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "x-values")
+        configmap = next(
+            doc
+            for doc in yaml.safe_load_all(rendered)
+            if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "x-values"
+        )
         assert json.loads(configmap["data"]["values.json"])["probe"] == 1, chart.name

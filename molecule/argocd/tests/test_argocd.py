@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -22,11 +21,6 @@ HOOK_PORT = int((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "hook_port")
 HOOK_URL = f"http://127.0.0.1:{HOOK_PORT}/api/webhook"
 
 
-def kubectl_json(*args: str) -> Any:
-    out = subprocess.run(["kubectl", *args, "-o", "json"], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
 def gitea(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     request = urllib.request.Request(
         f"{os.environ['GITEA_URL']}/api/v1/repos/{os.environ['GITEA_REPO']}{path}",
@@ -39,18 +33,8 @@ def gitea(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(body) if body else None
 
 
-def release_values() -> dict[str, Any]:
-    out = subprocess.run(
-        ["helm", "get", "values", "argocd", "-n", NAMESPACE, "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
-def test_release_values_hold_the_intended_settings():
-    values = release_values()
+def test_release_values_hold_the_intended_settings(cluster):
+    values = cluster.values("argocd", NAMESPACE)
     assert values["configs"]["params"]["server.insecure"] is True
     assert values["configs"]["secret"]["gogsSecret"] == SECRET
     assert values["configs"]["secret"]["argocdServerAdminPasswordMtime"] == "2026-01-01T00:00:00Z"
@@ -63,8 +47,8 @@ def test_release_values_hold_the_intended_settings():
     assert values["dex"]["enabled"] is False
 
 
-def test_every_component_has_requests_and_a_memory_limit():
-    values = release_values()
+def test_every_component_has_requests_and_a_memory_limit(cluster):
+    values = cluster.values("argocd", NAMESPACE)
     for component in [
         "controller",
         "server",
@@ -80,22 +64,22 @@ def test_every_component_has_requests_and_a_memory_limit():
         assert "memory" in resources["limits"], component
 
 
-def test_argocd_server_is_available_with_its_resources():
-    deployment = kubectl_json("get", "deployment", "argocd-server", "-n", NAMESPACE)
+def test_argocd_server_is_available_with_its_resources(cluster):
+    deployment = cluster.get("deployment", "argocd-server", NAMESPACE)
     conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
     assert conditions["Available"] == "True"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["memory"] == "192Mi"
 
 
-def test_argocd_secret_carries_the_webhook_secret():
-    data = kubectl_json("get", "secret", "argocd-secret", "-n", NAMESPACE)["data"]
+def test_argocd_secret_carries_the_webhook_secret(cluster):
+    data = cluster.get("secret", "argocd-secret", NAMESPACE)["data"]
     assert base64.b64decode(data["webhook.gogs.secret"]).decode() == SECRET
     assert base64.b64decode(data["admin.password"]).startswith(b"$2")
 
 
-def test_repository_secret_is_registered():
-    secret = kubectl_json("get", "secret", "argocd-repo-gitea", "-n", NAMESPACE)
+def test_repository_secret_is_registered(cluster):
+    secret = cluster.get("secret", "argocd-repo-gitea", NAMESPACE)
     assert secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data == {
@@ -155,7 +139,7 @@ def test_check_mode_after_converge_reports_no_change(check_mode_changes):
     assert "changed=0" in check_mode_changes()
 
 
-def test_a_changed_secret_updates_the_hook_then_nothing_changes(converge):
+def test_a_changed_secret_updates_the_hook_then_nothing_changes(converge, cluster):
     new = {"argocd_webhook_secret": "a-rotated-webhook-secret-9876543210"}
     try:
         first = converge("-e", json.dumps(new))
@@ -166,7 +150,7 @@ def test_a_changed_secret_updates_the_hook_then_nothing_changes(converge):
     finally:
         restored = converge()
         assert restored.returncode == 0, restored.stdout[-3000:]
-    assert release_values()["configs"]["secret"]["gogsSecret"] == SECRET
+    assert cluster.values("argocd", NAMESPACE)["configs"]["secret"]["gogsSecret"] == SECRET
 
 
 def test_a_hook_edited_by_hand_is_corrected_in_place(converge):

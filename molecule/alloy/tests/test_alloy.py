@@ -1,0 +1,59 @@
+"""alloy against the local test cluster (stand-in alloy chart); its configuration is checked
+with Alloy's own parser (tests/alloy, built by tests/cluster/build.sh)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+NS = "alloy"
+
+
+def _config(cluster) -> str:
+    return cluster.values("alloy", NS)["alloy"]["configMap"]["content"]
+
+
+def test_daemonset_reads_var_log_with_requests_and_limits(cluster):
+    values = cluster.values("alloy", NS)
+    assert values["controller"]["type"] == "daemonset"
+    assert values["alloy"]["mounts"]["varlog"] is True
+    for r in cluster.pod_resources(NS):
+        assert set(r["requests"]) == {"cpu", "memory"} and "memory" in r["limits"], r
+    status = cluster.get("daemonset", "alloy", NS)["status"]
+    assert status["numberReady"] == status["desiredNumberScheduled"] == 1
+
+
+def test_configuration_parses_with_alloys_own_parser(cluster, tmp_path):
+    path = tmp_path / "config.alloy"
+    path.write_text(_config(cluster))
+    result = subprocess.run(["alloy-syntax-check", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ok (" in result.stdout
+
+
+def test_the_parser_catches_a_syntax_error(cluster, tmp_path):
+    path = tmp_path / "broken.alloy"
+    path.write_text(_config(cluster).replace('loki.write "default" {', 'loki.write "default" ', 1))
+    result = subprocess.run(["alloy-syntax-check", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "broken.alloy:" in result.stderr
+
+
+def test_configuration_ships_this_nodes_pods_and_the_k3s_journal_to_loki(cluster):
+    config = _config(cluster)
+    assert 'field = "spec.nodeName=" + sys.env("HOSTNAME")' in config
+    for label in ["namespace", "pod", "container", "app"]:
+        assert f'target_label  = "{label}"' in config, label
+    assert "stage.cri {}" in config  # unwraps CRI lines so TaskPlaner's JSON stays JSON for `| json`
+    assert 'matches       = "_SYSTEMD_UNIT=k3s.service"' in config
+    assert 'url = "http://loki.loki.svc.cluster.local:3100/loki/api/v1/push"' in config
+
+
+def test_check_mode_after_converge_reports_no_change(check_mode_changes):
+    assert "changed=0" in check_mode_changes()
+
+
+def test_bad_input_is_rejected_before_any_change(converge):
+    result = converge("-e", json.dumps({"alloy_loki_push_url": "loki:3100"}))
+    assert result.returncode != 0
+    assert "alloy: invalid input" in result.stdout

@@ -1,0 +1,245 @@
+"""monitoring against the local test cluster (stand-in kube-prometheus-stack chart)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+NS = "monitoring"
+RELEASE = "kube-prometheus-stack"
+PVC = 'persistentvolumeclaim="prometheus-db-0"'
+
+
+def test_k3s_components_scraped_at_the_node_ip_keeping_only_their_own_families(cluster):
+    values = cluster.values(RELEASE, NS)
+    assert values["kubeEtcd"]["enabled"] is False
+    own = {}
+    for component, port in [("kubeControllerManager", 10257), ("kubeScheduler", 10259), ("kubeProxy", 10249)]:
+        assert values[component]["endpoints"] == ["10.0.0.5"], component
+        assert values[component]["service"]["port"] == port
+        [keep] = values[component]["serviceMonitor"]["metricRelabelings"]
+        assert keep["action"] == "keep" and keep["sourceLabels"] == ["__name__"]
+        own[component] = keep["regex"]
+    assert own["kubeScheduler"] == "scheduler_.*"
+    assert own["kubeProxy"] == "kubeproxy_.*"
+    assert "workqueue" in own["kubeControllerManager"]
+    assert values["kubelet"]["serviceMonitor"]["cAdvisor"] is True
+
+
+def test_prometheus_selects_from_every_namespace_and_keeps_bounded_data(cluster):
+    spec = cluster.values(RELEASE, NS)["prometheus"]["prometheusSpec"]
+    for kind in ["serviceMonitor", "podMonitor", "rule", "probe", "scrapeConfig"]:
+        assert spec[f"{kind}SelectorNilUsesHelmValues"] is False, kind
+    assert spec["serviceMonitorNamespaceSelector"] == {} and spec["ruleNamespaceSelector"] == {}
+    assert spec["retention"] == "15d" and spec["retentionSize"] == "8GB"
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "local-path"
+    assert claim["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_grafana_uses_the_role_secret_loki_and_labelled_dashboards(cluster):
+    grafana = cluster.values(RELEASE, NS)["grafana"]
+    assert grafana["admin"] == {
+        "existingSecret": "grafana-admin",
+        "userKey": "admin-user",
+        "passwordKey": "admin-password",
+    }
+    assert "adminPassword" not in grafana
+    assert grafana["ingress"]["hosts"] == ["grafana.example.test"]
+    assert grafana["ingress"]["annotations"] == {"cert-manager.io/cluster-issuer": "test-issuer"}
+    assert grafana["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
+    assert grafana["sidecar"]["dashboards"]["labelValue"] == "1"
+    [loki] = grafana["additionalDataSources"]
+    assert loki["type"] == "loki" and loki["url"].startswith("http://loki.loki.svc")
+    data = cluster.get("secret", "grafana-admin", NS)["data"]
+    assert base64.b64decode(data["admin-password"]).decode() == "grafana-admin-for-tests"
+    assert base64.b64decode(data["admin-user"]).decode() == "admin"
+
+
+def test_every_pod_has_requests_and_a_memory_limit(cluster):
+    resources = cluster.pod_resources(NS)
+    assert len(resources) >= 7  # prometheus, alertmanager, operator, grafana+2 sidecars, ksm, node-exporter
+    for r in resources:
+        assert set(r["requests"]) == {"cpu", "memory"} and "memory" in r["limits"], r
+
+
+def test_dashboards_are_labelled_configmaps_with_valid_json(cluster):
+    for name, must_have in [
+        (
+            "dashboard-taskplaner",
+            [
+                "http_requests_total",
+                "http_request_duration_seconds_bucket",
+                "taskplaner_search_duration_seconds_bucket",
+                "taskplaner_items",
+                "taskplaner_attachment_stored_bytes",
+            ],
+        ),
+        (
+            "dashboard-traefik",
+            ["traefik_router_requests_total", "traefik_router_request_duration_seconds_bucket"],
+        ),
+    ]:
+        cm = cluster.get("configmap", name, NS)
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        [text] = cm["data"].values()
+        dashboard = json.loads(text)
+        exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+        for metric in must_have:
+            assert metric in exprs, (name, metric)
+    taskplaner = json.loads(cluster.get("configmap", "dashboard-taskplaner", NS)["data"]["taskplaner.json"])
+    logs = [p for p in taskplaner["panels"] if p["type"] == "logs"]
+    assert logs and logs[0]["datasource"]["type"] == "loki" and "| json" in logs[0]["targets"][0]["expr"]
+
+
+def _rules_file(cluster, tmp_path: Path) -> Path:
+    spec = cluster.get("prometheusrule", "platform-alerts", NS)["spec"]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_alerting_rules_pass_promtool(cluster, tmp_path):
+    path = _rules_file(cluster, tmp_path)
+    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout
+    names = [r["alert"] for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]]
+    assert names == ["TaskPlanerDown", "TaskPlanerErrorRatio", "TaskPlanerSlow", "VolumeFillsWithin24h"]
+
+
+def test_alerts_fire_on_the_conditions_they_describe(cluster, tmp_path):
+    rules = _rules_file(cluster, tmp_path)
+    labels = 'namespace="taskplaner"'
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'up{{{labels}, job="taskplaner"}}', "values": "0x20"},
+                    {"series": f'http_requests_total{{{labels}, status="200"}}', "values": "0+90x30"},
+                    {"series": f'http_requests_total{{{labels}, status="500"}}', "values": "0+10x30"},
+                    {
+                        "series": f"kubelet_volume_stats_available_bytes{{{PVC}}}",
+                        "values": "4000000000-20000000x120",
+                    },
+                    {
+                        "series": f"kubelet_volume_stats_capacity_bytes{{{PVC}}}",
+                        "values": "10000000000x120",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "TaskPlanerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": "taskplaner",
+                                    "job": "taskplaner",
+                                },
+                                "exp_annotations": {
+                                    "summary": "TaskPlaner has not answered Prometheus for 5 minutes."
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "25m",
+                        "alertname": "TaskPlanerErrorRatio",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning"},
+                                "exp_annotations": {
+                                    "summary": "More than 5.0% of TaskPlaner's requests fail."
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "25m", "alertname": "TaskPlanerSlow", "exp_alerts": []},
+                    {
+                        "eval_time": "2h",
+                        "alertname": "VolumeFillsWithin24h",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "persistentvolumeclaim": "prometheus-db-0",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Volume prometheus-db-0 will be full within 24 hours."
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_traefik_metrics_turned_on_and_scraped(cluster):
+    config = cluster.get("helmchartconfig", "traefik", "kube-system")
+    values = yaml.safe_load(config["spec"]["valuesContent"])
+    assert values["metrics"]["prometheus"]["entryPoint"] == "metrics"
+    assert values["metrics"]["prometheus"]["service"]["enabled"] is True
+    monitor = cluster.get("servicemonitor", "traefik", "kube-system")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_network_policies_admit_only_traefik_to_grafana_and_prometheus_to_exporters(cluster):
+    grafana = cluster.get("networkpolicy", "grafana-from-traefik", NS)["spec"]
+    [rule] = grafana["ingress"]
+    assert rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "traefik"}
+    assert rule["ports"] == [{"port": 3000, "protocol": "TCP"}]
+    exporters = cluster.get("networkpolicy", "exporters-from-prometheus", NS)["spec"]
+    assert exporters["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+
+
+def test_crds_applied_server_side_by_the_role():
+    out = subprocess.run(
+        [
+            "kubectl",
+            "get",
+            "crd",
+            "servicemonitors.monitoring.coreos.com",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crd = json.loads(out.stdout)
+    managers = {m["manager"]: m["operation"] for m in crd["metadata"]["managedFields"]}
+    assert managers.get("ansible-monitoring") == "Apply"
+
+
+def test_grafana_and_operator_available(cluster):
+    for name in [f"{RELEASE}-grafana", f"{RELEASE}-operator"]:
+        status = cluster.get("deployment", name, NS)["status"]
+        assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
+
+
+def test_check_mode_after_converge_reports_no_change(check_mode_changes):
+    assert "changed=0" in check_mode_changes()
+
+
+def test_bad_input_is_rejected_before_any_change(converge):
+    result = converge("-e", json.dumps({"monitoring_prometheus_retention": "two weeks"}))
+    assert result.returncode != 0
+    assert "monitoring: invalid input" in result.stdout
