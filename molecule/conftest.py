@@ -18,15 +18,22 @@ Converge = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def converge(request: pytest.FixtureRequest) -> Converge:
+def converge(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Converge:
     scenario = Path(request.path).resolve().parent.parent
+    # localhost in the group site.yml's plays target, as in molecule's own inventory, with the
+    # scenario's group_vars (the site scenario keeps its settings there) next to it
+    folder = tmp_path_factory.mktemp("inventory")
+    inventory = folder / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"children": {"k3s_server": {"hosts": {"localhost": {}}}}}}))
+    if (scenario / "group_vars").is_dir():
+        (folder / "group_vars").symlink_to(scenario / "group_vars")
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 "ansible-playbook",
                 "-i",
-                "localhost,",
+                str(inventory),
                 "-c",
                 "local",
                 str(scenario / "converge.yml"),

@@ -2,8 +2,9 @@
 
 The comment block above a variable in defaults/main.yml is its description (a block applies to
 the variables that follow it until the next comment). Types come from the default values; names
-listed in SECRET_WORDS are marked no_log. `--check` fails when a spec is out of date (lint runs
-that); without it the specs are rewritten. `--table ROLE` prints the README's variable table.
+listed in SECRET_WORDS are marked no_log. The variable table in each role's README (the table
+headed `| name | default | meaning |`) is generated from the same source. `--check` fails when a
+spec or a table is out of date (lint runs that); without it both are rewritten.
 """
 
 from __future__ import annotations
@@ -71,22 +72,37 @@ def table(role: Path) -> str:
     return "\n".join(rows)
 
 
+def readme_with_table(role: Path) -> str | None:
+    readme = role / "README.md"
+    if not readme.exists():
+        return None
+    lines = readme.read_text().splitlines(keepends=True)
+    header = "| name | default | meaning |"
+    if not any(line.startswith(header) for line in lines):
+        return None
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "".join(lines[:start]) + table(role) + "\n" + "".join(lines[end:])
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--table"]:
-        print(table(ROOT / "roles" / argv[1]))
-        return 0
     check = "--check" in argv
     stale = []
     for role in sorted((ROOT / "roles").iterdir()):
         if not (role / "defaults/main.yml").exists():
             continue
-        meta = role / "meta/argument_specs.yml"
-        wanted = render(spec_for(role))
-        if meta.exists() and meta.read_text() == wanted:
-            continue
-        stale.append(str(meta.relative_to(ROOT)))
-        if not check:
-            meta.write_text(wanted)
+        outputs = [(role / "meta/argument_specs.yml", render(spec_for(role)))]
+        readme = readme_with_table(role)
+        if readme is not None:
+            outputs.append((role / "README.md", readme))
+        for path, wanted in outputs:
+            if path.exists() and path.read_text() == wanted:
+                continue
+            stale.append(str(path.relative_to(ROOT)))
+            if not check:
+                path.write_text(wanted)
     if check and stale:
         print("out of date (run: .venv/bin/python scripts/role_specs.py):", *stale, sep="\n  ")
         return 1

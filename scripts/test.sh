@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== pytest: app (real SQLite, real files, real waitress)"
-pytest tests/app -q
+pytest tests/app tests/scripts -q
 
 echo "== local test cluster: start once for the cluster tests and every Molecule scenario"
 trap 'tests/cluster/cluster.sh down' EXIT

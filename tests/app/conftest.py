@@ -54,7 +54,10 @@ def start_server(settings: Settings) -> Running:
     if not services.auth.has_password():
         services.auth.set_password(PASSWORD)
     server = waitress.create_server(
-        build_wsgi(services), host="127.0.0.1", port=0, threads=settings.threads,
+        build_wsgi(services),
+        host="127.0.0.1",
+        port=0,
+        threads=settings.threads,
         max_request_body_size=settings.max_upload_bytes + 1024 * 1024,
     )
     stopping = threading.Event()
@@ -67,8 +70,7 @@ def start_server(settings: Settings) -> Running:
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
-    return Running(services, f"http://127.0.0.1:{server.effective_port}", server, thread,
-                   stopping)
+    return Running(services, f"http://127.0.0.1:{server.effective_port}", server, thread, stopping)
 
 
 def stop_server(running: Running) -> None:
@@ -121,8 +123,7 @@ def client(app: Running) -> requests.Session:
     return app.login()
 
 
-def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), color: str = "red",
-                **save: Any) -> bytes:
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), color: str = "red", **save: Any) -> bytes:
     img = Image.new("RGB", size, color)
     out = io.BytesIO()
     img.save(out, fmt, **save)

@@ -16,8 +16,9 @@ from conftest import create_item, image_bytes, make_settings, start_server, stop
 
 
 def upload(client, app, item_id, data, filename="photo.jpg", ctype="image/jpeg"):
-    return client.post(app.url(f"/api/v1/items/{item_id}/attachments"),
-                       files={"file": (filename, data, ctype)})
+    return client.post(
+        app.url(f"/api/v1/items/{item_id}/attachments"), files={"file": (filename, data, ctype)}
+    )
 
 
 def blob_files(app):
@@ -39,8 +40,13 @@ def jpeg_with_exif(size=(40, 20), orientation=1, gps=True, comment=b"") -> bytes
 
 def png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -86,8 +92,7 @@ def test_upright_jpeg_is_stripped_losslessly(app, client):
     stored = client.get(app.url(att["url"])).content
     assert b"PhoneMaker" not in stored and b"secret comment" not in stored
     assert not Image.open(io.BytesIO(stored)).getexif()
-    same_pixels = Image.open(io.BytesIO(stored)).tobytes() == Image.open(
-        io.BytesIO(original)).tobytes()
+    same_pixels = Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(original)).tobytes()
     assert same_pixels
 
 
@@ -125,17 +130,19 @@ def _polyglot() -> bytes:
 
 
 BAD_UPLOADS = {
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
-            "x.svg", "image/svg+xml", 415, "unsupported_type"),
-    "html_named_jpg": (b"<html><body>hi</body></html>", "x.jpg", "image/jpeg", 415,
-                       "unsupported_type"),
+    "svg": (
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        "x.svg",
+        "image/svg+xml",
+        415,
+        "unsupported_type",
+    ),
+    "html_named_jpg": (b"<html><body>hi</body></html>", "x.jpg", "image/jpeg", 415, "unsupported_type"),
     "zip": (b"PK\x03\x04" + b"\x00" * 100, "x.zip", "application/zip", 415, "unsupported_type"),
     "zero_bytes": (b"", "x.png", "image/png", 422, "empty"),
     "truncated_jpeg": (_truncated_jpeg(), "x.jpg", "image/jpeg", 422, "corrupt"),
-    "bomb_png": (png_header_only(100_000, 100_000), "bomb.png", "image/png", 413,
-                 "too_many_pixels"),
-    "just_over_pixel_limit": (png_header_only(10_000, 5_001), "b.png", "image/png", 413,
-                              "too_many_pixels"),
+    "bomb_png": (png_header_only(100_000, 100_000), "bomb.png", "image/png", 413, "too_many_pixels"),
+    "just_over_pixel_limit": (png_header_only(10_000, 5_001), "b.png", "image/png", 413, "too_many_pixels"),
     "tiff": (image_bytes("TIFF"), "x.tif", "image/tiff", 415, "unsupported_type"),
 }
 
@@ -185,14 +192,22 @@ def test_over_size_limit_is_413_before_processing(tmp_path):
 def test_upload_errors_for_missing_item_field_and_wrong_content_type(app, client):
     assert upload(client, app, 424242, image_bytes()).status_code == 404
     item = create_item(client, app)
-    res = client.post(app.url(f"/api/v1/items/{item['id']}/attachments"),
-                      files={"other": ("x.png", image_bytes(), "image/png")})
+    res = client.post(
+        app.url(f"/api/v1/items/{item['id']}/attachments"),
+        files={"other": ("x.png", image_bytes(), "image/png")},
+    )
     assert res.status_code == 400 and res.json()["error"]["field"] == "file"
-    res = client.post(app.url(f"/api/v1/items/{item['id']}/attachments"), data=image_bytes(),
-                      headers={"Content-Type": "image/png"})
+    res = client.post(
+        app.url(f"/api/v1/items/{item['id']}/attachments"),
+        data=image_bytes(),
+        headers={"Content-Type": "image/png"},
+    )
     assert res.status_code == 415
-    res = client.post(app.url(f"/api/v1/items/{item['id']}/attachments"), data=b"--x\r\ngarbage",
-                      headers={"Content-Type": "multipart/form-data; boundary=x"})
+    res = client.post(
+        app.url(f"/api/v1/items/{item['id']}/attachments"),
+        data=b"--x\r\ngarbage",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
     assert res.status_code in (400, 422) and "error" in res.json()
 
 
@@ -214,10 +229,12 @@ def test_gc_removes_only_old_unreferenced_files(app, client):
 
 def test_control_characters_in_multipart_headers_are_a_400(app, client):
     item = create_item(client, app)
-    body = (b'--b\r\nContent-Disposition: form-data; name="fi\x00le"; filename="x.png"\r\n\r\n'
-            b"data\r\n--b--\r\n")
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="fi\x00le"; filename="x.png"\r\n\r\ndata\r\n--b--\r\n'
+    )
     for path in (f"/api/v1/items/{item['id']}/attachments", "/api/v1/import"):
-        res = client.post(app.url(path), data=body,
-                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+        res = client.post(
+            app.url(path), data=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+        )
         assert res.status_code == 400, (path, res.text)
         assert res.json()["error"]["code"] == "bad_multipart"

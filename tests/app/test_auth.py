@@ -14,8 +14,15 @@ from taskplaner.logs import JsonFormatter
 
 def test_everything_but_probes_needs_auth(app):
     anon = app.anon()
-    for path in ("/api/v1/items", "/api/v1/tags", "/api/v1/search?q=x", "/api/v1/tokens",
-                 "/api/v1/export", "/api/v1/session", "/metrics"):
+    for path in (
+        "/api/v1/items",
+        "/api/v1/tags",
+        "/api/v1/search?q=x",
+        "/api/v1/tokens",
+        "/api/v1/export",
+        "/api/v1/session",
+        "/metrics",
+    ):
         res = anon.get(app.url(path))
         assert res.status_code == 401, path
         assert res.json()["error"]["code"] == "unauthorized"
@@ -43,11 +50,14 @@ def test_cookie_requests_need_the_csrf_header_for_changes(app):
     csrf = session.headers.pop("X-CSRF-Token")
     res = session.post(app.url("/api/v1/items"), json={"title": "x"})
     assert res.status_code == 403 and res.json()["error"]["code"] == "csrf"
-    res = session.post(app.url("/api/v1/items"), json={"title": "x"},
-                       headers={"X-CSRF-Token": "wrong"})
+    res = session.post(app.url("/api/v1/items"), json={"title": "x"}, headers={"X-CSRF-Token": "wrong"})
     assert res.status_code == 403
-    assert session.post(app.url("/api/v1/items"), json={"title": "x"},
-                        headers={"X-CSRF-Token": csrf}).status_code == 201
+    assert (
+        session.post(
+            app.url("/api/v1/items"), json={"title": "x"}, headers={"X-CSRF-Token": csrf}
+        ).status_code
+        == 201
+    )
     assert session.get(app.url("/api/v1/items")).status_code == 200  # reads need no token
 
 
@@ -91,8 +101,11 @@ def test_api_tokens_work_as_bearer_without_csrf_and_can_be_revoked(app, client):
 
 
 def test_security_headers_on_every_response(app, client):
-    for res in (client.get(app.url("/")), client.get(app.url("/api/v1/items")),
-                app.anon().get(app.url("/nowhere"))):
+    for res in (
+        client.get(app.url("/")),
+        client.get(app.url("/api/v1/items")),
+        app.anon().get(app.url("/nowhere")),
+    ):
         csp = res.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert "unsafe-inline" not in csp
@@ -140,10 +153,15 @@ def test_logs_are_json_and_hold_no_secrets(app):
     requests_logged = [line for line in lines if line["msg"] == "request"]
     assert len(requests_logged) >= 4
     assert {"method", "route", "status", "duration_ms", "request_id"} <= set(requests_logged[0])
-    assert any(line["route"] == "/api/v1/session" and line["status"] == 401
-               for line in requests_logged)
-    for secret in (PASSWORD, "wrong-password-123", token, session.cookies.get("tp_session"),
-                   session.headers["X-CSRF-Token"], "secret-query"):
+    assert any(line["route"] == "/api/v1/session" and line["status"] == 401 for line in requests_logged)
+    for secret in (
+        PASSWORD,
+        "wrong-password-123",
+        token,
+        session.cookies.get("tp_session"),
+        session.headers["X-CSRF-Token"],
+        "secret-query",
+    ):
         assert secret not in text
 
 

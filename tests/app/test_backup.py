@@ -26,11 +26,13 @@ def everything(client, app):
 
 def populate(client, app):
     a = create_item(client, app, title="Trip", body="pack **boots**", tags=["travel", "Home"])
-    create_item(client, app, type="task", title="Renew passport", due="2027-01-05", priority=3,
-                tags=["travel"])
+    create_item(
+        client, app, type="task", title="Renew passport", due="2027-01-05", priority=3, tags=["travel"]
+    )
     img = image_bytes("PNG", (40, 40), "orange")
-    client.post(app.url(f"/api/v1/items/{a['id']}/attachments"),
-                files={"file": ("map.png", img, "image/png")})
+    client.post(
+        app.url(f"/api/v1/items/{a['id']}/attachments"), files={"file": ("map.png", img, "image/png")}
+    )
 
 
 def test_export_wipe_import_is_identical(app, client):
@@ -44,8 +46,9 @@ def test_export_wipe_import_is_identical(app, client):
         client.delete(app.url(f"/api/v1/items/{item['id']}"))
     assert everything(client, app)[0] == []
     assert list(app.services.blobs.all_digests()) == []
-    res = client.post(app.url("/api/v1/import"), data=archive.content,
-                      headers={"Content-Type": "application/gzip"})
+    res = client.post(
+        app.url("/api/v1/import"), data=archive.content, headers={"Content-Type": "application/gzip"}
+    )
     assert res.status_code == 200, res.text
     assert res.json()["imported"] == {"items": 2, "attachments": 1}
     assert everything(client, app) == before
@@ -68,15 +71,36 @@ def _tar(members: dict[str, bytes]) -> bytes:
 def test_bad_archives_are_refused_and_change_nothing(app, client):
     populate(client, app)
     before = everything(client, app)
-    good = json.dumps({"format": "taskplaner-export", "version": 1, "items": [],
-                       "attachments": []}).encode()
-    bad_item = json.dumps({"format": "taskplaner-export", "version": 1, "attachments": [],
-                           "items": [{"id": 1, "type": "memo", "title": "x"}]}).encode()
-    missing_blob = json.dumps({"format": "taskplaner-export", "version": 1, "items": [
-        {"id": 1, "type": "note", "title": "x", "body": "", "created": "c", "updated": "u"}],
-        "attachments": [{"id": 1, "item_id": 1, "hash": "a" * 64, "thumb_hash": "b" * 64,
-                         "filename": "f", "mime": "image/png", "size": 1, "width": 1,
-                         "height": 1, "created": "c"}]}).encode()
+    good = json.dumps({"format": "taskplaner-export", "version": 1, "items": [], "attachments": []}).encode()
+    bad_item = json.dumps(
+        {
+            "format": "taskplaner-export",
+            "version": 1,
+            "attachments": [],
+            "items": [{"id": 1, "type": "memo", "title": "x"}],
+        }
+    ).encode()
+    missing_blob = json.dumps(
+        {
+            "format": "taskplaner-export",
+            "version": 1,
+            "items": [{"id": 1, "type": "note", "title": "x", "body": "", "created": "c", "updated": "u"}],
+            "attachments": [
+                {
+                    "id": 1,
+                    "item_id": 1,
+                    "hash": "a" * 64,
+                    "thumb_hash": "b" * 64,
+                    "filename": "f",
+                    "mime": "image/png",
+                    "size": 1,
+                    "width": 1,
+                    "height": 1,
+                    "created": "c",
+                }
+            ],
+        }
+    ).encode()
     cases = {
         "not gzip": b"hello",
         "traversal": _tar({"taskplaner.json": good, "../evil": b"x"}),
@@ -87,8 +111,7 @@ def test_bad_archives_are_refused_and_change_nothing(app, client):
         "wrong format": _tar({"taskplaner.json": b'{"format": "other"}'}),
     }
     for name, data in cases.items():
-        res = client.post(app.url("/api/v1/import"), data=data,
-                          headers={"Content-Type": "application/gzip"})
+        res = client.post(app.url("/api/v1/import"), data=data, headers={"Content-Type": "application/gzip"})
         assert res.status_code == 422, (name, res.text)
         assert res.json()["error"]["code"] == "bad_archive", name
     assert everything(client, app) == before
@@ -103,8 +126,8 @@ def test_cli_backup_and_restore(app, client, tmp_path):
     env = {**os.environ, "TASKPLANER_DATA_DIR": str(app.services.settings.data_dir)}
     archive = tmp_path / "backup.tar.gz"
     run = lambda *args: subprocess.run(
-        [sys.executable, "-m", "taskplaner", *args], env=env, capture_output=True, text=True,
-        timeout=60)
+        [sys.executable, "-m", "taskplaner", *args], env=env, capture_output=True, text=True, timeout=60
+    )
     assert run("backup", str(archive)).returncode == 0
     for item in before[0]:
         client.delete(app.url(f"/api/v1/items/{item['id']}"))

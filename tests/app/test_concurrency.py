@@ -20,12 +20,15 @@ def test_parallel_writers_lose_nothing(tmp_path):
             client = clients[n % len(clients)]
             ids = []
             for i in range(WRITES_EACH):
-                res = client.post(running.url("/api/v1/items"),
-                                  json={"title": f"w{n}-{i}", "tags": [f"t{n % 3}"]})
+                res = client.post(
+                    running.url("/api/v1/items"), json={"title": f"w{n}-{i}", "tags": [f"t{n % 3}"]}
+                )
                 assert res.status_code == 201, res.text
                 ids.append(res.json()["id"])
-                res = client.patch(running.url(f"/api/v1/items/{shared['id']}"),
-                                   json={"body": f"{n}-{i}", "tags": [f"t{i % 4}"]})
+                res = client.patch(
+                    running.url(f"/api/v1/items/{shared['id']}"),
+                    json={"body": f"{n}-{i}", "tags": [f"t{i % 4}"]},
+                )
                 assert res.status_code == 200, res.text
             return ids
 
@@ -36,15 +39,15 @@ def test_parallel_writers_lose_nothing(tmp_path):
         total = 0
         cursor = None
         while True:
-            page = clients[0].get(running.url("/api/v1/items"),
-                                  params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+            page = clients[0].get(
+                running.url("/api/v1/items"), params={"limit": 200, **({"cursor": cursor} if cursor else {})}
+            )
             total += len(page.json()["items"])
             cursor = page.json()["next_cursor"]
             if not cursor:
                 break
         assert listed.status_code == 200 and total == WRITERS * WRITES_EACH + 1
-        counts = {t["name"]: t["count"] for t in
-                  clients[0].get(running.url("/api/v1/tags")).json()["tags"]}
+        counts = {t["name"]: t["count"] for t in clients[0].get(running.url("/api/v1/tags")).json()["tags"]}
         assert sum(counts.values()) == WRITERS * WRITES_EACH + 1
         assert running.services.db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
@@ -57,8 +60,9 @@ def test_parallel_uploads_of_the_same_image_share_one_blob(app):
     data = image_bytes("PNG", (200, 200), "teal")
 
     def up(n: int) -> str:
-        res = clients[n % 4].post(app.url(f"/api/v1/items/{item['id']}/attachments"),
-                                  files={"file": ("x.png", data, "image/png")})
+        res = clients[n % 4].post(
+            app.url(f"/api/v1/items/{item['id']}/attachments"), files={"file": ("x.png", data, "image/png")}
+        )
         assert res.status_code == 201, res.text
         return res.json()["hash"]
 

@@ -18,10 +18,18 @@ ROUNDS = 3
 
 
 def start(data_dir, port):
-    env = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir), "TASKPLANER_PORT": str(port),
-           "TASKPLANER_PASSWORD": PASSWORD}
-    proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "TASKPLANER_DATA_DIR": str(data_dir),
+        "TASKPLANER_PORT": str(port),
+        "TASKPLANER_PASSWORD": PASSWORD,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskplaner", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up():
@@ -42,14 +50,16 @@ def hammer(url, acknowledged, stop):
     while not stop.is_set():
         n += 1
         try:
-            res = session.post(url + "/api/v1/items", json={"title": f"crash {n}", "tags": ["c"]},
-                               timeout=10)
+            res = session.post(url + "/api/v1/items", json={"title": f"crash {n}", "tags": ["c"]}, timeout=10)
             if res.status_code == 201:
                 item = res.json()["id"]
                 acknowledged.append(("item", item))
                 data = image_bytes("PNG", (64, 64), (n % 255, 0, 0))
-                res = session.post(url + f"/api/v1/items/{item}/attachments",
-                                   files={"file": ("x.png", data, "image/png")}, timeout=10)
+                res = session.post(
+                    url + f"/api/v1/items/{item}/attachments",
+                    files={"file": ("x.png", data, "image/png")},
+                    timeout=10,
+                )
                 if res.status_code == 201:
                     acknowledged.append(("attachment", res.json()["hash"]))
         except requests.RequestException:
@@ -63,8 +73,7 @@ def test_kill_9_mid_write_leaves_consistent_data(tmp_path):
         port = free_port()
         proc, url = start(data_dir, port)
         stop = threading.Event()
-        workers = [threading.Thread(target=hammer, args=(url, acknowledged, stop))
-                   for _ in range(4)]
+        workers = [threading.Thread(target=hammer, args=(url, acknowledged, stop)) for _ in range(4)]
         for w in workers:
             w.start()
         # kill only once this round has written something, at a varying moment after that
@@ -77,8 +86,9 @@ def test_kill_9_mid_write_leaves_consistent_data(tmp_path):
         for w in workers:
             w.join(timeout=15)
     env = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir)}
-    check = subprocess.run([sys.executable, "-m", "taskplaner", "check"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "taskplaner", "check"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     items = [v for kind, v in acknowledged if kind == "item"]
     blobs = [v for kind, v in acknowledged if kind == "attachment"]

@@ -6,8 +6,9 @@ from conftest import create_item
 
 
 def test_create_note_returns_it_with_location(app, client):
-    res = client.post(app.url("/api/v1/items"),
-                      json={"title": "Groceries", "body": "milk\neggs", "tags": ["home", "Shop"]})
+    res = client.post(
+        app.url("/api/v1/items"), json={"title": "Groceries", "body": "milk\neggs", "tags": ["home", "Shop"]}
+    )
     assert res.status_code == 201
     item = res.json()
     assert res.headers["Location"] == f"/api/v1/items/{item['id']}"

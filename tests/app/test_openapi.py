@@ -30,11 +30,13 @@ def api_schema(api):
 def test_every_route_is_documented(api):
     documented = {
         (method.upper(), re.sub(r"\{[^}]+\}", "{}", path))
-        for path, ops in document()["paths"].items() for method in ops
+        for path, ops in document()["paths"].items()
+        for method in ops
     }
     for route in create_app(api.services).routes:
-        if route.config.get("public") and not route.rule.startswith(("/api", "/healthz",
-                                                                     "/readyz", "/metrics")):
+        if route.config.get("public") and not route.rule.startswith(
+            ("/api", "/healthz", "/readyz", "/metrics")
+        ):
             continue  # the web UI's pages and static files
         rule = re.sub(r"<[^>]+>", "{}", route.rule)
         if rule == "/api/openapi.json":
@@ -57,19 +59,21 @@ def test_no_input_makes_a_server_error(api, api_schema):
         statuses = answered.setdefault(name, set())
 
         def make_check(headers: dict[str, str], statuses: set[int]):  # binds this operation's
-            def check(case) -> None:                                    # token and status set
+            def check(case) -> None:  # token and status set
                 response = case.call(headers=headers, timeout=30)
                 statuses.add(response.status_code)
                 assert response.status_code < 500, (case.method, case.path, response.text[:300])
-                if response.status_code >= 400 and response.headers.get(
-                        "Content-Type", "").startswith("application/json"):
+                if response.status_code >= 400 and response.headers.get("Content-Type", "").startswith(
+                    "application/json"
+                ):
                     assert "error" in response.json()
+
             return check
 
-        fuzz = settings(max_examples=25, deadline=None, database=None,
-                        suppress_health_check=list(HealthCheck))
+        fuzz = settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         given(case=operation.as_strategy())(fuzz(make_check(headers, statuses)))()
     reached = [name for name, codes in answered.items() if any(200 <= c < 300 for c in codes)]
-    for must in ("GET /api/v1/tags", "GET /api/v1/items", "GET /api/v1/search",
-                 "POST /api/v1/items"):
+    for must in ("GET /api/v1/tags", "GET /api/v1/items", "GET /api/v1/search", "POST /api/v1/items"):
         assert must in reached, f"{must} never answered 2xx: {answered.get(must)}"

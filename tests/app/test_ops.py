@@ -39,15 +39,18 @@ def test_readyz_reports_low_disk_as_503(tmp_path):
         stop_server(running)
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"TASKPLANER_PORT": "eighty"}, "TASKPLANER_PORT must be a whole number"),
-    ({"TASKPLANER_PORT": "70000"}, "TASKPLANER_PORT must be between"),
-    ({"TASKPLANER_SECRET_KEY": "short"}, "TASKPLANER_SECRET_KEY must be at least 32"),
-    ({"TASKPLANER_TRUSTED_PROXY": "not-an-ip"}, "TASKPLANER_TRUSTED_PROXY"),
-    ({"TASKPLANER_SECURE_COOKIES": "maybe"}, "TASKPLANER_SECURE_COOKIES must be true or false"),
-    ({"TASKPLANER_SQLITE_SYNCHRONOUS": "OFF"}, "FULL or NORMAL"),
-    ({"TASKPLANER_PASSWORD": "short"}, "at least 8"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"TASKPLANER_PORT": "eighty"}, "TASKPLANER_PORT must be a whole number"),
+        ({"TASKPLANER_PORT": "70000"}, "TASKPLANER_PORT must be between"),
+        ({"TASKPLANER_SECRET_KEY": "short"}, "TASKPLANER_SECRET_KEY must be at least 32"),
+        ({"TASKPLANER_TRUSTED_PROXY": "not-an-ip"}, "TASKPLANER_TRUSTED_PROXY"),
+        ({"TASKPLANER_SECURE_COOKIES": "maybe"}, "TASKPLANER_SECURE_COOKIES must be true or false"),
+        ({"TASKPLANER_SQLITE_SYNCHRONOUS": "OFF"}, "FULL or NORMAL"),
+        ({"TASKPLANER_PASSWORD": "short"}, "at least 8"),
+    ],
+)
 def test_bad_config_is_a_clear_error(env, needle):
     with pytest.raises(ConfigError, match=needle):
         from_env(env)
@@ -55,8 +58,14 @@ def test_bad_config_is_a_clear_error(env, needle):
 
 def cli(data_dir, *args, env=None, stdin=None):
     full_env = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "taskplaner", *args], env=full_env,
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "taskplaner", *args],
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path):
@@ -75,8 +84,10 @@ def test_cli_password_token_reindex_gc(tmp_path):
     running = start_server(make_settings(tmp_path))
     try:
         anon = running.anon()
-        assert anon.post(running.url("/api/v1/session"),
-                         json={"password": "a long new password"}).status_code == 201
+        assert (
+            anon.post(running.url("/api/v1/session"), json={"password": "a long new password"}).status_code
+            == 201
+        )
         bearer = running.anon()
         bearer.headers["Authorization"] = f"Bearer {token}"
         create_item(bearer, running, title="indexed later")
@@ -93,13 +104,17 @@ def test_cli_password_token_reindex_gc(tmp_path):
 
 
 def test_first_start_without_password_prints_a_generated_one_once(tmp_path):
-    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp_path / "d"),
-           "TASKPLANER_PORT": str(free_port())}
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp_path / "d"), "TASKPLANER_PORT": str(free_port())}
     env.pop("TASKPLANER_PASSWORD", None)
     outputs = []
     for _ in range(2):
-        proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskplaner", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         url = f"http://127.0.0.1:{env['TASKPLANER_PORT']}/healthz"
         assert wait_for(lambda u=url: _up(u), timeout=20)
         proc.terminate()

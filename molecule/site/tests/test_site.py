@@ -1,0 +1,97 @@
+"""The whole site.yml: runs, durations, no drift, and the platform's resource budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+RUNS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "site-run-seconds"
+RESULTS = ROOT / "bench/results"
+BUDGET_CPU_MILLI = 1000
+BUDGET_MEMORY_MI = 1536
+PLATFORM = {"Argo CD": "argocd", "kube-prometheus-stack": "monitoring", "Loki": "loki", "Alloy": "alloy"}
+
+
+def cpu_milli(value: str) -> float:
+    return float(value[:-1]) if value.endswith("m") else float(value) * 1000
+
+
+def memory_mi(value: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value) / 2**20
+
+
+def requests_of(containers: list[dict]) -> tuple[float, float]:
+    cpu = sum(cpu_milli(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in containers)
+    mem = sum(memory_mi(c.get("resources", {}).get("requests", {}).get("memory", "0")) for c in containers)
+    return cpu, mem
+
+
+def test_second_run_changes_nothing_and_takes_under_a_minute():
+    first, second = (float(x) for x in RUNS.read_text().split())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "site.json").write_text(json.dumps({"first_run_s": first, "second_run_s": second}))
+    assert second < 60, f"second run took {second} s"
+
+
+def test_check_diff_after_converge_reports_no_change(check_mode_changes):
+    assert "changed=0" in check_mode_changes()
+
+
+def test_every_role_left_its_mark(cluster):
+    assert cluster.get("deployment", "argocd-server", "argocd")
+    assert cluster.get("deployment", "kube-prometheus-stack-grafana", "monitoring")
+    assert cluster.get("statefulset", "loki", "loki")
+    assert cluster.get("daemonset", "alloy", "alloy")
+    assert cluster.get("application", "taskplaner", "argocd")
+    dropin = (
+        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+        / "root/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml"
+    )
+    assert yaml.safe_load(dropin.read_text())["kube-scheduler-arg"] == ["bind-address=0.0.0.0"]
+
+
+def test_platform_fits_the_resource_budget_of_one_small_node(cluster):
+    rows = {}
+    for name, namespace in PLATFORM.items():
+        pods = json.loads(
+            subprocess.run(
+                ["kubectl", "get", "pods", "-n", namespace, "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["items"]
+        assert pods, namespace
+        rows[name] = requests_of([c for p in pods for c in p["spec"]["containers"]])
+    # No Argo CD controller runs here to deploy the app: count what its chart asks for.
+    rendered = subprocess.run(
+        ["helm", "template", "taskplaner", str(ROOT / "app/chart")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
+    rows["TaskPlaner"] = requests_of(deployment["spec"]["template"]["spec"]["containers"])
+    total_cpu = sum(cpu for cpu, _ in rows.values())
+    total_mem = sum(mem for _, mem in rows.values())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "budget.json").write_text(
+        json.dumps(
+            {
+                "components": {k: {"cpu_m": c, "memory_mi": m} for k, (c, m) in rows.items()},
+                "total": {"cpu_m": total_cpu, "memory_mi": total_mem},
+            },
+            indent=1,
+        )
+    )
+    assert total_cpu <= BUDGET_CPU_MILLI, rows
+    assert total_mem <= BUDGET_MEMORY_MI, rows

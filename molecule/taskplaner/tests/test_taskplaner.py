@@ -1,0 +1,71 @@
+"""taskplaner role against the local test cluster (Argo CD CRDs are stand-ins; no controller)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+NS = "taskplaner"
+REPO = f"{os.environ['GITEA_URL']}/{os.environ['GITEA_REPO']}.git"
+
+
+def test_namespace_and_secret_from_vault(cluster):
+    assert cluster.get("namespace", NS)["status"]["phase"] == "Active"
+    data = cluster.get("secret", "taskplaner", NS)["data"]
+    assert {k: base64.b64decode(v).decode() for k, v in data.items()} == {
+        "password": "app-password-for-tests",
+        "secret-key": "a-secret-key-for-tests-that-is-32-chars-or-more",
+        "metrics-token": "metrics-token-for-tests",
+    }
+
+
+def test_project_limited_to_this_repository_and_namespace(cluster):
+    spec = cluster.get("appproject", "taskplaner", "argocd")["spec"]
+    assert spec["sourceRepos"] == [REPO]
+    assert spec["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": NS}]
+    assert spec["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
+
+
+def test_application_syncs_the_chart_automatically(cluster):
+    spec = cluster.get("application", "taskplaner", "argocd")["spec"]
+    assert spec["project"] == "taskplaner"
+    source = spec["source"]
+    assert (source["repoURL"], source["targetRevision"], source["path"]) == (REPO, "main", "app/chart")
+    assert source["helm"]["valuesObject"]["host"] == "task.example.test"
+    assert source["helm"]["valuesObject"]["existingSecret"] == "taskplaner"
+    assert source["helm"]["valuesObject"]["persistence"] == {"storageClass": "local-path", "size": "5Gi"}
+    assert spec["destination"] == {"server": "https://kubernetes.default.svc", "namespace": NS}
+    assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert spec["syncPolicy"]["syncOptions"] == ["CreateNamespace=true", "ServerSideApply=true"]
+
+
+def test_the_chart_path_exists_and_its_values_take_the_keys_the_application_sets():
+    import yaml
+
+    chart = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "app/chart"
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    for key in ["host", "ingressClassName", "tlsIssuer", "existingSecret", "persistence"]:
+        assert key in values, key
+
+
+def test_check_mode_after_converge_reports_no_change(check_mode_changes):
+    assert "changed=0" in check_mode_changes()
+
+
+def test_a_changed_vault_value_changes_the_secret_then_nothing(converge, cluster):
+    try:
+        first = converge("-e", json.dumps({"taskplaner_metrics_token": "a-rotated-metrics-token"}))
+        assert first.returncode == 0 and "changed=1" in first.stdout, first.stdout[-2000:]
+        data = cluster.get("secret", "taskplaner", NS)["data"]
+        assert base64.b64decode(data["metrics-token"]).decode() == "a-rotated-metrics-token"
+    finally:
+        assert converge().returncode == 0
+
+
+def test_bad_input_is_rejected_before_any_change(converge):
+    result = converge("-e", json.dumps({"taskplaner_secret_key": "too-short"}))
+    assert result.returncode != 0
+    assert "taskplaner: invalid input" in result.stdout
+    assert "too-short" not in result.stdout

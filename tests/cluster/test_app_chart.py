@@ -1,0 +1,222 @@
+"""app/chart: lint, render, and have the real API server of the local test cluster accept it
+(server-side dry run, with the CRDs it uses present); its alerts checked and unit-tested with
+promtool; its dashboard valid JSON over the app's real metric names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import run
+from taskplaner.db import Database
+from taskplaner.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "app/chart"
+CRDS = ["prometheus-servicemonitor", "prometheus-prometheusrule", "traefik-middleware"]
+NS = "chart-check"
+
+pytestmark = pytest.mark.cluster
+
+
+def render(env: dict[str, str], *sets: str) -> list[dict[str, Any]]:
+    args = [f"--set={s}" for s in sets]
+    out = run(env, "helm", "template", "taskplaner", str(CHART), "-n", NS, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def test_chart_lints_strictly(cluster_env):
+    run(cluster_env, "helm", "lint", "--strict", str(CHART))
+
+
+def test_the_api_server_accepts_every_object(cluster_env, tmp_path):
+    for crd in CRDS:
+        run(
+            cluster_env,
+            "kubectl",
+            "apply",
+            "--server-side",
+            "-f",
+            str(ROOT / f"tests/cluster/crds/{crd}.stand-in.yaml"),
+        )
+    subprocess.run(["kubectl", "create", "namespace", NS], env=cluster_env, capture_output=True)
+    manifest = tmp_path / "chart.yaml"
+    manifest.write_text(run(cluster_env, "helm", "template", "taskplaner", str(CHART), "-n", NS).stdout)
+    out = run(cluster_env, "kubectl", "apply", "--dry-run=server", "-n", NS, "-f", str(manifest)).stdout
+    kinds = sorted(line.split("/")[0] for line in out.splitlines())
+    assert kinds == sorted(
+        [
+            "configmap",
+            "deployment.apps",
+            "ingress.networking.k8s.io",
+            "middleware.traefik.io",
+            "networkpolicy.networking.k8s.io",
+            "persistentvolumeclaim",
+            "prometheusrule.monitoring.coreos.com",
+            "service",
+            "servicemonitor.monitoring.coreos.com",
+        ]
+    ), out
+
+
+def test_pod_is_locked_down_with_one_replica_recreated(cluster_env):
+    deployment = by_kind(render(cluster_env), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    sc = container["securityContext"]
+    assert sc == {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert sorted(m["mountPath"] for m in container["volumeMounts"]) == ["/data", "/tmp"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    assert "memory" in container["resources"]["limits"]
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert secrets == {
+        "TASKPLANER_PASSWORD": {"name": "taskplaner", "key": "password"},
+        "TASKPLANER_SECRET_KEY": {"name": "taskplaner", "key": "secret-key"},
+        "TASKPLANER_METRICS_TOKEN": {"name": "taskplaner", "key": "metrics-token"},
+    }
+
+
+def test_upload_limit_is_the_same_in_traefik_and_the_app(cluster_env):
+    docs = render(cluster_env, "maxUploadBytes=1048576", "host=task.example.test")
+    middleware = by_kind(docs, "Middleware")
+    assert middleware["spec"]["buffering"]["maxRequestBodyBytes"] == 1048576
+    env = {
+        e["name"]: e.get("value")
+        for e in by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["TASKPLANER_MAX_UPLOAD_BYTES"] == "1048576"
+    ingress = by_kind(docs, "Ingress")
+    assert ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"] == (
+        f"{NS}-taskplaner-upload-limit@kubernetescrd"
+    )
+    assert ingress["spec"]["rules"][0]["host"] == "task.example.test"
+
+
+def test_data_volume_survives_release_deletion_and_prune(cluster_env):
+    pvc = by_kind(render(cluster_env), "PersistentVolumeClaim")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Delete=false"
+
+
+def test_only_the_ingress_controller_and_prometheus_reach_the_app(cluster_env):
+    policy = by_kind(render(cluster_env), "NetworkPolicy")["spec"]
+    [rule] = policy["ingress"]
+    assert [f["podSelector"]["matchLabels"] for f in rule["from"]] == [
+        {"app.kubernetes.io/name": "traefik"},
+        {"app.kubernetes.io/name": "prometheus"},
+    ]
+    assert rule["ports"] == [{"port": 8080}]
+
+
+def test_metrics_scraped_with_the_token_from_the_secret(cluster_env):
+    monitor = by_kind(render(cluster_env), "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["authorization"]["credentials"] == {"name": "taskplaner", "key": "metrics-token"}
+
+
+def test_dashboard_is_valid_json_over_metrics_the_app_exports(cluster_env, tmp_path):
+    cm = by_kind(render(cluster_env), "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["taskplaner.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    db = Database(tmp_path / "metrics.db")
+    db.migrate()
+    exported = {m.name for m in Metrics(db).registry.collect()}
+    for family in [
+        "http_requests",
+        "http_request_duration_seconds",
+        "taskplaner_search_duration_seconds",
+        "taskplaner_items",
+        "taskplaner_attachment_stored_bytes",
+    ]:
+        assert family in exported, family
+        assert family in exprs, family
+    logs = [p for p in dashboard["panels"] if p["type"] == "logs"]
+    assert logs[0]["datasource"]["type"] == "loki" and "| json" in logs[0]["targets"][0]["expr"]
+
+
+def _rules(cluster_env, tmp_path: Path) -> Path:
+    rule = by_kind(render(cluster_env), "PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 3 rules found" in result.stdout
+    return path
+
+
+def test_alerts_fire_on_the_conditions_they_describe(cluster_env, tmp_path):
+    rules = _rules(cluster_env, tmp_path)
+    ns = f'namespace="{NS}"'
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'up{{{ns}, job="taskplaner"}}', "values": "0x20"},
+                    {"series": f'http_requests_total{{{ns}, status="200"}}', "values": "0+90x30"},
+                    {"series": f'http_requests_total{{{ns}, status="500"}}', "values": "0+10x30"},
+                    {
+                        "series": f'http_request_duration_seconds_bucket{{{ns}, le="0.1"}}',
+                        "values": "0+100x30",
+                    },
+                    {
+                        "series": f'http_request_duration_seconds_bucket{{{ns}, le="+Inf"}}',
+                        "values": "0+100x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "TaskPlanerDown", "exp_alerts": []},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "TaskPlanerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "namespace": NS, "job": "taskplaner"},
+                                "exp_annotations": {
+                                    "summary": "TaskPlaner has not answered Prometheus for 5 minutes."
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "25m",
+                        "alertname": "TaskPlanerErrorRatio",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning"},
+                                "exp_annotations": {"summary": "More than 5% of TaskPlaner's requests fail."},
+                            }
+                        ],
+                    },
+                    {"eval_time": "25m", "alertname": "TaskPlanerSlow", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
