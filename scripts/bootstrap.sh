@@ -13,8 +13,8 @@ python="${PYTHON:-python3}"
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # Debian packages the test suite drives for real (installed only when missing).
-# prometheus ships promtool, which checks the alerting rules.
-DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus)
+# prometheus ships promtool, which checks the alerting rules; chromium drives the browser tests.
+DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core)
 
 ensure_debian_packages() {
   local missing=()

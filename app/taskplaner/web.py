@@ -20,7 +20,7 @@ from typing import Any
 import bottle
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__, backup, openapi, pages
+from . import __version__, backup, openapi, ui
 from .attachments import UploadRejected
 from .auth import Principal
 from .errors import AppError
@@ -352,7 +352,7 @@ def create_app(services: Services) -> bottle.Bottle:
         return {"imported": backup.import_archive(s, stream)}
 
     # --- web UI ----------------------------------------------------------------------------
-    pages.register(app)
+    ui.register(app, s, lambda: _authenticate(s))
 
     def json_404(err: bottle.HTTPError) -> str:
         return _error(404, "not_found", "no such page or resource")

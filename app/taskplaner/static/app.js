@@ -1,113 +1,472 @@
 "use strict";
-// Minimal client: login, quick capture, list, search. Talks only to this server's /api/v1.
-const $ = (id) => document.getElementById(id);
-let csrf = null;
+// TaskPlaner's page script. The server renders every list, card and search result (HTML
+// fragments under /ui/); this file sends the user's actions to /api/v1 and swaps fragments in.
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+const csrf = () => $('meta[name="csrf-token"]')?.content || "";
 
-async function api(method, path, body) {
-  const headers = {};
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function request(method, path, body) {
+  const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
   const res = await fetch(path, { method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = res.status === 204 ? null : await res.json();
-  if (!res.ok) throw Object.assign(new Error(data.error.message), { status: res.status });
+  if (res.status === 401 && !path.endsWith("/session")) { location.assign("/"); throw new ApiError(401, "Logged out"); }
+  const type = res.headers.get("Content-Type") || "";
+  const data = res.status === 204 ? null : type.includes("json") ? await res.json() : await res.text();
+  if (!res.ok) {
+    const message = data && data.error ? data.error.message : `Request failed (${res.status})`;
+    throw new ApiError(res.status, message, res);
+  }
   return data;
 }
+const api = {
+  get: (p) => request("GET", p), post: (p, b) => request("POST", p, b),
+  patch: (p, b) => request("PATCH", p, b), del: (p) => request("DELETE", p),
+};
 
-function parseCapture(text) {
-  let type = "note";
+// --- toasts -----------------------------------------------------------------------------
+function toast(message, { action, onAction, timeout = 5000, kind = "" } = {}) {
+  const box = document.createElement("div");
+  box.className = `toast ${kind}`;
+  const text = document.createElement("span");
+  text.textContent = message;
+  box.append(text);
+  let done = false;
+  const close = () => { if (!done) { done = true; box.remove(); } };
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = action;
+    button.addEventListener("click", () => { onAction(); close(); });
+    box.append(button);
+  }
+  $("#toasts").append(box);
+  setTimeout(close, timeout);
+  return close;
+}
+
+// --- theme --------------------------------------------------------------------------------
+const THEMES = ["system", "dark", "light"];
+function applyTheme(theme) {
+  if (theme === "system") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  const button = $("#theme-toggle");
+  if (button) { button.setAttribute("aria-label", `Theme: ${theme}`); button.title = `Theme: ${theme} (click to change)`; }
+}
+function setupTheme() {
+  let theme = localStorage.getItem("tp-theme") || "system";
+  applyTheme(theme);
+  $("#theme-toggle")?.addEventListener("click", () => {
+    theme = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
+    if (theme === "system") localStorage.removeItem("tp-theme"); else localStorage.setItem("tp-theme", theme);
+    applyTheme(theme);
+  });
+}
+
+// --- login / logout -------------------------------------------------------------------------
+function setupLogin() {
+  const form = $("#login");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = $("#login-error");
+    error.textContent = "";
+    const button = $("button", form);
+    button.disabled = true;
+    try {
+      await api.post("/api/v1/session", { password: $("#password").value });
+      location.reload();
+    } catch (err) {
+      error.textContent = err.status === 401 ? "Wrong password." :
+        err.status === 429 ? `Too many attempts. ${err.message.replace(/^too many failed logins; /, "").replace(/^t/, "T")}.` :
+        err.message;
+      $("#password").select();
+    } finally { button.disabled = false; }
+  });
+}
+function setupLogout() {
+  $("#logout")?.addEventListener("click", async () => {
+    try { await api.del("/api/v1/session"); } finally {
+      navigator.serviceWorker?.controller?.postMessage("logout");
+      location.assign("/");
+    }
+  });
+}
+
+// --- the list ------------------------------------------------------------------------------
+const list = () => $("#items");
+let listState = { view: "all", tag: "", query: "" };
+
+function listUrl(cursor) {
+  const params = new URLSearchParams();
+  if (listState.query) { params.set("q", listState.query); if (cursor) params.set("cursor", cursor); return `/ui/search?${params}`; }
+  params.set("view", listState.view);
+  if (listState.tag) params.set("tag", listState.tag);
+  if (cursor) params.set("cursor", cursor);
+  return `/ui/items?${params}`;
+}
+function pageUrl() {
+  const params = new URLSearchParams();
+  if (listState.query) params.set("q", listState.query);
+  else { if (listState.view !== "all") params.set("view", listState.view); if (listState.tag) params.set("tag", listState.tag); }
+  const qs = params.toString();
+  return qs ? `/?${qs}` : "/";
+}
+function statusText() {
+  return listState.query ? `Results for “${listState.query}”` : listState.tag ? `Tagged #${listState.tag}` : "";
+}
+
+let loadSeq = 0;
+async function reloadList({ push = false } = {}) {
+  const seq = ++loadSeq;
+  const html = await api.get(listUrl());
+  if (seq !== loadSeq) return; // a newer search or filter won
+  list().innerHTML = html;
+  $("#status").textContent = statusText();
+  const url = pageUrl();
+  if (push) history.pushState({ ...listState }, "", url); else history.replaceState({ ...listState }, "", url);
+  document.title = (listState.query ? `${listState.query} · ` : "") + "TaskPlaner";
+  markCurrentFilters();
+  observeMore();
+}
+function markCurrentFilters() {
+  for (const a of $$("#views a")) {
+    if (!listState.query && !listState.tag && a.dataset.view === listState.view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  for (const a of $$("#tags a")) {
+    if (a.dataset.tag === listState.tag && !listState.query) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+}
+async function refreshTags() { $("#tags").innerHTML = await api.get("/ui/tags"); markCurrentFilters(); }
+
+async function loadMore(li) {
+  if (li.dataset.loading) return;
+  li.dataset.loading = "1";
+  try {
+    const html = await api.get(listUrl(li.dataset.cursor));
+    li.insertAdjacentHTML("beforebegin", html);
+    li.remove();
+    observeMore();
+  } catch (err) { delete li.dataset.loading; toast(err.message, { kind: "error" }); }
+}
+const moreObserver = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+  for (const e of entries) if (e.isIntersecting) loadMore(e.target);
+}, { rootMargin: "400px" }) : null;
+function observeMore() { const more = $("li.more", list()); if (more && moreObserver) moreObserver.observe(more); }
+
+async function refreshItem(id) {
+  const html = await api.get(`/ui/items/${id}`);
+  const old = $(`#item-${id}`);
+  if (old) old.outerHTML = html; else list().insertAdjacentHTML("afterbegin", html);
+  $(".empty", list())?.remove();
+}
+
+function setupList() {
+  const items = list();
+  if (!items) return;
+  const params = new URLSearchParams(location.search);
+  listState = { view: items.dataset.view || "all", tag: items.dataset.tag || "", query: params.get("q") || "" };
+  history.replaceState({ ...listState }, "", location.href);
+  observeMore();
+  document.addEventListener("click", (event) => {
+    const view = event.target.closest("#views a");
+    const tag = event.target.closest("a[data-tag]");
+    if (view || tag) {
+      event.preventDefault();
+      listState = view ? { view: view.dataset.view, tag: "", query: "" } : { view: "all", tag: tag.dataset.tag, query: "" };
+      $("#search").value = "";
+      reloadList({ push: true });
+      return;
+    }
+    const more = event.target.closest("li.more button");
+    if (more) { loadMore(more.closest("li.more")); return; }
+    const thumb = event.target.closest("a.thumb");
+    if (thumb) { event.preventDefault(); openLightbox(thumb.dataset.full, $("img", thumb).alt); return; }
+    const action = event.target.closest("[data-action]");
+    if (action) {
+      const card = action.closest("li.item");
+      if (action.dataset.action === "edit") openEditor(card.dataset.id);
+      if (action.dataset.action === "delete") deleteWithUndo(card);
+    }
+  });
+  items.addEventListener("change", (event) => {
+    if (event.target.matches("input.tick")) toggleTask(event.target);
+  });
+  window.addEventListener("popstate", (event) => {
+    if (!event.state) return;
+    listState = event.state;
+    $("#search").value = listState.query || "";
+    reloadList();
+  });
+}
+
+// Optimistic: the card shows the new state at once and goes back if the server refuses.
+async function toggleTask(box) {
+  const card = box.closest("li.item");
+  const status = box.checked ? "done" : "open";
+  const previous = box.checked ? "open" : "done";
+  card.classList.replace(`status-${previous}`, `status-${status}`);
+  try {
+    await api.patch(`/api/v1/items/${card.dataset.id}`, { status });
+  } catch (err) {
+    box.checked = !box.checked;
+    card.classList.replace(`status-${status}`, `status-${previous}`);
+    toast(`Could not update the task: ${err.message}`, { kind: "error" });
+  }
+}
+
+// Deleting hides the card and waits a few seconds: Undo puts it back, nothing was deleted.
+const pendingDeletes = new Map();
+function deleteWithUndo(card) {
+  const id = card.dataset.id;
+  card.hidden = true;
+  const commit = async () => {
+    pendingDeletes.delete(id);
+    try { await api.del(`/api/v1/items/${id}`); card.remove(); refreshTags(); }
+    catch (err) { card.hidden = false; toast(`Could not delete: ${err.message}`, { kind: "error" }); }
+  };
+  const timer = setTimeout(commit, 6000);
+  pendingDeletes.set(id, timer);
+  const title = $(".item-title", card).textContent.trim();
+  toast(`Deleted “${title}”.`, { action: "Undo", timeout: 6000,
+    onAction: () => { clearTimeout(timer); pendingDeletes.delete(id); card.hidden = false; $(".edit", card)?.focus(); } });
+}
+window.addEventListener("pagehide", () => {
+  for (const [id, timer] of pendingDeletes) {
+    clearTimeout(timer);
+    fetch(`/api/v1/items/${id}`, { method: "DELETE", keepalive: true, credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf() } });
+  }
+});
+
+// --- quick capture -------------------------------------------------------------------------
+const TAG_RE = /(^|\s)#([\p{L}\p{N}][\p{L}\p{N}_\-./]*)/gu;
+function parseCapture(text, asTask) {
   let rest = text.trim();
+  let type = asTask ? "task" : "note";
   if (/^\[ ?\]\s*/.test(rest)) { type = "task"; rest = rest.replace(/^\[ ?\]\s*/, ""); }
-  const tags = [...rest.matchAll(/(^|\s)#([\p{L}\p{N}][\p{L}\p{N}_\-./]*)/gu)].map((m) => m[2]);
+  const tags = [...new Set([...rest.matchAll(TAG_RE)].map((m) => m[2].toLowerCase()))];
   const [first, ...more] = rest.split("\n");
-  return { type, title: first.slice(0, 500), body: more.join("\n"), tags };
+  const title = first.replace(TAG_RE, "$1").replace(/\s+/g, " ").trim() || (tags.length ? tags.map((t) => `#${t}`).join(" ") : "");
+  return { type, title: title.slice(0, 500), body: more.join("\n").trim(), tags };
+}
+function setupCapture() {
+  const form = $("#capture");
+  if (!form) return;
+  const text = $("#capture-text");
+  const typeButton = $("#capture-type");
+  const setTask = (on) => {
+    typeButton.setAttribute("aria-pressed", String(on));
+    typeButton.textContent = on ? "Task" : "Note";
+    typeButton.setAttribute("aria-label", on ? "Type: task (press to make it a note)" : "Type: note (press to make it a task)");
+  };
+  typeButton.addEventListener("click", () => { setTask(typeButton.getAttribute("aria-pressed") !== "true"); text.focus(); });
+  const grow = () => { text.style.height = "auto"; text.style.height = `${Math.min(text.scrollHeight, 320)}px`; };
+  text.addEventListener("input", grow);
+  text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); form.requestSubmit(); }
+    if (event.key === "Escape") text.blur();
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!text.value.trim()) return;
+    const item = parseCapture(text.value, typeButton.getAttribute("aria-pressed") === "true");
+    try {
+      const created = await api.post("/api/v1/items", item);
+      text.value = "";
+      grow();
+      setTask(false);
+      if (listState.query || listState.tag || listState.view !== "all") { listState = { view: "all", tag: "", query: "" }; $("#search").value = ""; await reloadList({ push: true }); }
+      else await refreshItem(created.id);
+      refreshTags();
+      toast(created.type === "task" ? "Task saved." : "Note saved.");
+    } catch (err) { toast(`Not saved: ${err.message}`, { kind: "error" }); }
+  });
+  return { focus(asTask) { setTask(asTask); text.focus(); } };
 }
 
-function render(items) {
-  const list = $("items");
-  list.replaceChildren();
-  for (const item of items) {
-    const li = document.createElement("li");
-    const title = document.createElement("div");
-    title.className = "title";
-    title.textContent = (item.type === "task" ? (item.status === "done" ? "☑ " : "☐ ") : "") +
-      (item.title || "(untitled)");
-    li.append(title);
-    if (item.snippet) {
-      const snip = document.createElement("div");
-      snip.className = "muted";
-      snip.innerHTML = item.snippet; // server-escaped, only <mark> tags added
-      li.append(snip);
+// --- search ----------------------------------------------------------------------------------
+function setupSearch() {
+  const input = $("#search");
+  if (!input) return;
+  let timer = null;
+  const run = () => {
+    const query = input.value.trim();
+    listState = query ? { ...listState, query } : { view: "all", tag: "", query: "" };
+    reloadList().catch((err) => toast(err.message, { kind: "error" }));
+  };
+  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(run, 200); });
+  $("#search-form").addEventListener("submit", (event) => { event.preventDefault(); clearTimeout(timer); run(); });
+  input.addEventListener("keydown", (event) => { if (event.key === "Escape") { input.value = ""; run(); input.blur(); } });
+}
+
+// --- editor ----------------------------------------------------------------------------------
+let editing = null;
+function debounce(fn, ms) { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
+const updatePreview = debounce(async () => {
+  try { $("#edit-preview").innerHTML = (await api.post("/ui/preview", { markdown: $("#edit-body").value })).html; }
+  catch (err) { /* keep the last preview */ }
+}, 200);
+
+async function openEditor(id) {
+  const dialog = $("#editor");
+  const item = await api.get(`/api/v1/items/${id}`);
+  editing = item;
+  $("#editor-title").textContent = item.type === "task" ? "Edit task" : "Edit note";
+  $("#edit-title").value = item.title || "";
+  $("#edit-body").value = item.body || "";
+  $("#edit-tags").value = (item.tags || []).join(" ");
+  $("#edit-is-task").checked = item.type === "task";
+  $("#edit-status").value = item.status || "open";
+  $("#edit-due").value = item.due || "";
+  $("#edit-priority").value = String(item.priority || 0);
+  $("#editor-error").textContent = "";
+  $("#uploads").replaceChildren();
+  syncTaskFields();
+  updatePreview();
+  dialog.showModal();
+  $("#edit-body").focus();
+}
+function syncTaskFields() {
+  const on = $("#edit-is-task").checked;
+  for (const el of $$("#edit-status, #edit-due, #edit-priority")) el.disabled = !on;
+}
+async function saveEditor() {
+  const isTask = $("#edit-is-task").checked;
+  const patch = {
+    title: $("#edit-title").value, body: $("#edit-body").value,
+    tags: $("#edit-tags").value.split(/[\s,]+/).map((t) => t.replace(/^#/, "")).filter(Boolean),
+    type: isTask ? "task" : "note",
+  };
+  if (isTask) {
+    patch.status = $("#edit-status").value;
+    patch.due = $("#edit-due").value || null;
+    patch.priority = Number($("#edit-priority").value);
+  }
+  try {
+    await api.patch(`/api/v1/items/${editing.id}`, patch);
+    $("#editor").close();
+    await refreshItem(editing.id);
+    refreshTags();
+    toast("Saved.");
+  } catch (err) { $("#editor-error").textContent = err.message; }
+}
+
+function upload(file) {
+  const row = document.createElement("li");
+  const name = document.createElement("span");
+  name.textContent = file.name || "pasted image";
+  const bar = document.createElement("progress");
+  bar.max = 100; bar.value = 0;
+  bar.setAttribute("aria-label", `Uploading ${name.textContent}`);
+  row.append(name, bar);
+  $("#uploads").append(row);
+  const body = new FormData();
+  body.append("file", file, file.name || "pasted.png");
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", `/api/v1/items/${editing.id}/attachments`);
+  xhr.setRequestHeader("X-CSRF-Token", csrf());
+  xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100); });
+  xhr.addEventListener("load", () => {
+    let data = null;
+    try { data = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
+    if (xhr.status === 201 && data) {
+      bar.value = 100;
+      row.classList.add("done");
+      const img = document.createElement("img");
+      img.src = data.thumbnail_url; img.alt = name.textContent; img.className = "upload-thumb";
+      row.prepend(img);
+      const body = $("#edit-body");
+      const alt = (file.name || "image").replace(/\.[^.]+$/, "").replace(/[\[\]]/g, "");
+      body.value = `${body.value.replace(/\s*$/, "")}${body.value.trim() ? "\n\n" : ""}![${alt}](${data.url})\n`;
+      updatePreview();
+    } else {
+      row.classList.add("failed");
+      name.textContent = `${name.textContent}: ${data && data.error ? data.error.message : `upload failed (${xhr.status})`}`;
     }
-    for (const tag of item.tags) {
-      const span = document.createElement("span");
-      span.className = "tag";
-      span.textContent = "#" + tag;
-      li.append(span);
+  });
+  xhr.addEventListener("error", () => { row.classList.add("failed"); name.textContent += ": network error"; });
+  xhr.send(body);
+}
+function setupEditor() {
+  const dialog = $("#editor");
+  if (!dialog) return;
+  $("#edit-body").addEventListener("input", updatePreview);
+  $("#edit-is-task").addEventListener("change", syncTaskFields);
+  $("#editor-form").addEventListener("submit", (event) => { event.preventDefault(); saveEditor(); });
+  dialog.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); saveEditor(); }
+  });
+  for (const b of $$("[data-close]", dialog)) b.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("close", () => { if (editing) $(`#item-${editing.id} .edit`)?.focus(); });
+  $("#edit-files").addEventListener("change", (event) => { for (const f of event.target.files) upload(f); event.target.value = ""; });
+  const zone = $("#dropzone");
+  for (const name of ["dragenter", "dragover"]) zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  for (const name of ["dragleave", "drop"]) zone.addEventListener(name, () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); for (const f of e.dataTransfer.files) if (f.type.startsWith("image/")) upload(f); });
+  dialog.addEventListener("paste", (e) => {
+    const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (files.length) { e.preventDefault(); files.forEach(upload); }
+  });
+}
+
+function openLightbox(src, alt) {
+  const box = $("#lightbox");
+  $("#lightbox-img").src = src;
+  $("#lightbox-img").alt = alt || "";
+  box.showModal();
+}
+
+// --- keyboard ----------------------------------------------------------------------------------
+function setupKeys(capture) {
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target.closest("input, textarea, select, [contenteditable], dialog[open]")) return;
+    const cards = $$("li.item:not([hidden])", list());
+    const current = document.activeElement?.closest("li.item");
+    switch (event.key) {
+      case "/": event.preventDefault(); $("#search").focus(); $("#search").select(); break;
+      case "n": event.preventDefault(); capture.focus(false); break;
+      case "t": event.preventDefault(); capture.focus(true); break;
+      case "?": event.preventDefault(); $("#shortcuts").showModal(); break;
+      case "e": {
+        const card = current || cards[0];
+        if (card) { event.preventDefault(); openEditor(card.dataset.id); }
+        break;
+      }
+      case "j": case "k": {
+        if (!cards.length) break;
+        event.preventDefault();
+        const i = current ? cards.indexOf(current) : -1;
+        const next = cards[Math.max(0, Math.min(cards.length - 1, i + (event.key === "j" ? 1 : -1)))];
+        next.focus();
+        next.scrollIntoView({ block: "nearest" });
+        break;
+      }
+      default:
     }
-    list.append(li);
-  }
-  $("status").textContent = items.length ? "" : "Nothing here yet.";
+  });
+  $("#shortcuts-button")?.addEventListener("click", () => $("#shortcuts").showModal());
+  $("#lightbox")?.addEventListener("click", (e) => { if (e.target.id === "lightbox") e.target.close(); });
 }
 
-async function refresh() {
-  const q = $("search").value.trim();
-  const data = q ? await api("GET", "/api/v1/search?q=" + encodeURIComponent(q))
-                 : await api("GET", "/api/v1/items?limit=50");
-  render(data.items);
-}
-
-function showApp(on) {
-  $("login").hidden = on;
-  $("app").hidden = !on;
-  $("search").hidden = !on;
-  $("logout").hidden = !on;
-  if (on) refresh();
-}
-
-async function start() {
-  try {
-    csrf = (await api("GET", "/api/v1/session")).csrf_token;
-    showApp(true);
-  } catch {
-    showApp(false);
-  }
-}
-
-$("login").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    csrf = (await api("POST", "/api/v1/session", { password: $("password").value })).csrf_token;
-    $("login-error").textContent = "";
-    showApp(true);
-  } catch (err) {
-    $("login-error").textContent = err.status === 429 ? err.message : "Wrong password.";
-  }
+document.addEventListener("DOMContentLoaded", () => {
+  setupTheme();
+  setupLogin();
+  if (!$("#items")) return;
+  setupLogout();
+  setupList();
+  const capture = setupCapture();
+  setupSearch();
+  setupEditor();
+  setupKeys(capture);
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
 });
-$("logout").addEventListener("click", async () => {
-  await api("DELETE", "/api/v1/session");
-  csrf = null;
-  showApp(false);
-});
-$("capture-text").addEventListener("keydown", async (ev) => {
-  if (ev.key !== "Enter" || ev.shiftKey) return;
-  ev.preventDefault();
-  const text = ev.target.value;
-  if (!text.trim()) return;
-  try {
-    await api("POST", "/api/v1/items", parseCapture(text));
-    ev.target.value = "";
-    refresh();
-  } catch (err) {
-    $("status").textContent = err.message;
-  }
-});
-let timer = null;
-$("search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 150); });
-document.addEventListener("keydown", (ev) => {
-  if (ev.key === "/" && !["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) {
-    ev.preventDefault();
-    $("search").focus();
-  }
-});
-start();

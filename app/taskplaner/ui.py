@@ -1,0 +1,135 @@
+"""The browser UI: pages and HTML fragments rendered on the server (Jinja2, autoescape on),
+enhanced by a small script from /static (no inline script: the CSP forbids it).
+
+The page shell and every list, card, search result and tag list come from these templates, so
+there is one place that turns items into HTML; app.js only fetches fragments and inserts them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bottle
+import jinja2
+from markupsafe import Markup
+
+from .errors import AppError
+from .markdown import render as render_markdown
+from .services import Services
+
+STATIC = Path(__file__).with_name("static")
+PAGE_SIZE = 30
+# view name → item filters; the sidebar's "All / Notes / Open tasks / Done / Archived"
+VIEWS: dict[str, dict[str, str]] = {
+    "all": {},
+    "notes": {"type_": "note"},
+    "open": {"type_": "task", "status": "open"},
+    "done": {"type_": "task", "status": "done"},
+    "archived": {"type_": "task", "status": "archived"},
+}
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+# render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
+_env.filters["markdown"] = lambda text: Markup(render_markdown(text or ""))  # noqa: S704
+
+
+def html(template: str, **context: Any) -> str:
+    bottle.response.content_type = "text/html; charset=utf-8"
+    bottle.response.set_header("Cache-Control", "no-cache")
+    return _env.get_template(template).render(today=dt.date.today().isoformat(), **context)
+
+
+def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], Any]) -> None:
+    s = services
+
+    def view_filters() -> tuple[str, str | None, dict[str, str]]:
+        q = bottle.request.query
+        view = q.get("view") or "all"
+        if view not in VIEWS:
+            raise AppError(400, "invalid", f"view must be one of {', '.join(VIEWS)}", "view")
+        tag = q.getunicode("tag") or None
+        return view, tag, VIEWS[view]
+
+    def page(view: str, tag: str | None, filters: dict[str, str], cursor: str | None) -> dict[str, Any]:
+        result = s.items.list(**filters, tag=tag, cursor=cursor, limit=PAGE_SIZE)
+        items = [s.items.get(i["id"]) for i in result["items"]]  # with their attachments
+        return {"items": items, "next_cursor": result["next_cursor"], "view": view, "tag": tag}
+
+    @app.get("/", public=True)
+    def index() -> str:
+        principal = principal_of()
+        if principal is None:
+            return html("login.html")
+        q = bottle.request.query
+        query = q.getunicode("q") or ""
+        view, tag, filters = view_filters()
+        context: dict[str, Any] = {
+            "csrf": principal.csrf or "",
+            "query": query,
+            "views": VIEWS,
+            "tags": s.tags.list(),
+        }
+        if query:
+            context.update(search=s.search.search(query, limit=PAGE_SIZE), view=view, tag=tag)
+        else:
+            context.update(page(view, tag, filters, None))
+        return html("index.html", **context)
+
+    @app.get("/ui/items")
+    def items_fragment() -> str:
+        view, tag, filters = view_filters()
+        return html("_items.html", **page(view, tag, filters, bottle.request.query.get("cursor")))
+
+    @app.get("/ui/items/<item_id:int>")
+    def item_fragment(item_id: int) -> str:
+        return html("_item.html", item=s.items.get(item_id))
+
+    @app.get("/ui/search")
+    def search_fragment() -> str:
+        q = bottle.request.query
+        with s.metrics.search_seconds.time():
+            result = s.search.search(q.getunicode("q") or "", limit=PAGE_SIZE, cursor=q.get("cursor"))
+        return html("_search.html", search=result, query=q.getunicode("q") or "")
+
+    @app.get("/ui/tags")
+    def tags_fragment() -> str:
+        return html("_tags.html", tags=s.tags.list(), tag=bottle.request.query.getunicode("tag") or None)
+
+    @app.post("/ui/preview")
+    def preview() -> dict[str, str]:
+        from .web import json_body  # the one JSON body parser (size cap, clear 4xx)
+
+        body = json_body(s.settings.max_json_bytes)
+        text = body.get("markdown") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise AppError(400, "invalid", "markdown must be a string", "markdown")
+        return {"html": render_markdown(text[: s.settings.max_body_chars])}
+
+    @app.get("/manifest.webmanifest", public=True)
+    def manifest() -> Any:
+        return _static("manifest.webmanifest", "application/manifest+json")
+
+    @app.get("/sw.js", public=True)
+    def service_worker() -> Any:
+        # served from the root so it may control every page of the app
+        return _static("sw.js", "text/javascript")
+
+    @app.get("/static/<path:path>", public=True)
+    def static(path: str) -> Any:
+        return _static(path)
+
+
+def _static(path: str, mimetype: str | bool = True) -> Any:  # True: guessed from the name
+    response = bottle.static_file(path, root=str(STATIC), mimetype=mimetype)
+    if response.status_code == 404:
+        return bottle.HTTPError(404)
+    response.set_header("Cache-Control", "no-cache")
+    return response
