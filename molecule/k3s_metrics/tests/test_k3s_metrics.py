@@ -45,6 +45,20 @@ def test_check_mode_after_converge_reports_no_change(check_mode_changes):
     assert "changed=0" in check_mode_changes()
 
 
+def test_check_mode_reports_a_pending_change_without_making_it(converge):
+    before = DROPIN.read_bytes()
+    DROPIN.unlink()
+    try:
+        result = converge("--check", "--diff")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "changed=0" not in result.stdout
+        assert "bind-address=0.0.0.0" in result.stdout  # the diff shows what would be written
+        assert not DROPIN.exists()
+        assert (ROOT / "restarts").read_text().splitlines() == ["restarted"]
+    finally:
+        DROPIN.write_bytes(before)
+
+
 def test_firewall_rules_allow_only_the_given_networks(host):
     rules = host.file(str(ROOT / "etc/nftables.d/k3s-metrics.nft")).content_string
     assert "elements = { 10.42.0.0/16, 192.168.1.10/32 }" in rules
