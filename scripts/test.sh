@@ -23,7 +23,8 @@ for dir in molecule/*/; do
   [[ -f "$dir/molecule.yml" ]] && scenarios+=("$(basename "$dir")")
 done
 if [[ ${#scenarios[@]} -eq 0 ]]; then
-  echo "== molecule: no scenarios yet (they arrive with the role issues)"
+  echo "no Molecule scenario found under molecule/" >&2
+  exit 1
 fi
 for scenario in "${scenarios[@]}"; do
   echo "== molecule: $scenario"

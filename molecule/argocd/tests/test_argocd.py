@@ -160,6 +160,10 @@ def test_a_hook_edited_by_hand_is_corrected_in_place(converge):
         f"/hooks/{hook['id']}",
         {"config": {"url": "https://wrong.example.test/x", "content_type": "form"}, "active": False},
     )
+    check = converge("--check")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "would remove 0 hook(s), correct the Argo CD hook" in check.stdout
+    assert next(h for h in gitea("GET", "/hooks") if h["id"] == hook["id"])["active"] is False
     result = converge()
     assert result.returncode == 0, result.stdout[-3000:]
     assert "TASK [argocd : Correct the webhook (URL, events or state differ)]" in result.stdout
