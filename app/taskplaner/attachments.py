@@ -78,10 +78,20 @@ class Attachments:
 
     # --- reads -----------------------------------------------------------------------------
     def for_item(self, conn: sqlite3.Connection, item_id: int) -> list[dict[str, Any]]:
+        return self.for_items(conn, [item_id]).get(item_id, [])
+
+    def for_items(self, conn: sqlite3.Connection, item_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Each item's attachments, oldest first, in one query."""
+        if not item_ids:
+            return {}
+        marks = ",".join("?" * len(item_ids))
         rows = conn.execute(
-            "SELECT * FROM attachments WHERE item_id = ? ORDER BY id", (item_id,)
+            f"SELECT * FROM attachments WHERE item_id IN ({marks}) ORDER BY id", item_ids
         ).fetchall()
-        return [_row_dict(r) for r in rows]
+        by_item: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_item.setdefault(row["item_id"], []).append(_row_dict(row))
+        return by_item
 
     def counts(self, conn: sqlite3.Connection, item_ids: list[int]) -> dict[int, int]:
         if not item_ids:

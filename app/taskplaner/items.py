@@ -136,7 +136,10 @@ class Items:
         tag: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        with_attachments: bool = False,
     ) -> dict[str, Any]:
+        """A page of items, newest first. `with_attachments` adds each item's attachment list
+        (the web UI shows thumbnails); the API gives only their count."""
         where: list[str] = []
         args: list[object] = []
         if type_:
@@ -163,9 +166,16 @@ class Items:
             rows = conn.execute(sql, (*args, limit + 1)).fetchall()
             page = rows[:limit]
             items = [_row_to_item(r) for r in page]
-            counts = self.attachments.counts(conn, [i["id"] for i in items])
+            ids = [i["id"] for i in items]
+            if with_attachments:
+                attached = self.attachments.for_items(conn, ids)
+                counts = {item_id: len(found) for item_id, found in attached.items()}
+            else:
+                counts = self.attachments.counts(conn, ids)
         for item in items:
             item["attachment_count"] = counts.get(item["id"], 0)
+            if with_attachments:
+                item["attachments"] = attached.get(item["id"], [])
         next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
         return {"items": items, "next_cursor": next_cursor}
 

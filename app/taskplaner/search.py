@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import re
 import sqlite3
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,8 +204,17 @@ class Search:
         self.max_chars = max_chars
         self.max_terms = max_terms
         self.max_ranked = max_ranked
+        self.on_done: list[Any] = []  # callbacks(seconds) for metrics, whoever asked
 
     def search(self, text: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return self._search(text, limit, cursor)
+        finally:
+            for callback in self.on_done:
+                callback(time.perf_counter() - started)
+
+    def _search(self, text: str, limit: int, cursor: str | None) -> dict[str, Any]:
         query = parse(text, self.max_chars, self.max_terms)
         offset = decode_cursor(cursor) or 0
         with self.db.snapshot() as conn:

@@ -65,6 +65,8 @@ def open_services(settings: Settings) -> Services:
     )
     metrics = Metrics(db)
     attachments.on_reject.append(lambda reason: metrics.upload_rejections.labels(reason).inc())
+    search = Search(db, settings.max_query_chars, settings.max_query_terms, settings.max_ranked_matches)
+    search.on_done.append(metrics.search_seconds.observe)
     return Services(
         settings=settings,
         db=db,
@@ -72,8 +74,7 @@ def open_services(settings: Settings) -> Services:
         attachments=attachments,
         items=Items(db, attachments, ItemLimits(settings.max_title_chars, settings.max_body_chars)),
         tags=Tags(db),
-        search=Search(db, settings.max_query_chars, settings.max_query_terms,
-                      settings.max_ranked_matches),
+        search=search,
         auth=auth,
         metrics=metrics,
     )

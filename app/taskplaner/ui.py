@@ -15,6 +15,7 @@ import bottle
 import jinja2
 from markupsafe import Markup
 
+from .bodies import json_body
 from .errors import AppError
 from .markdown import render as render_markdown
 from .services import Services
@@ -59,9 +60,8 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
         return view, tag, VIEWS[view]
 
     def page(view: str, tag: str | None, filters: dict[str, str], cursor: str | None) -> dict[str, Any]:
-        result = s.items.list(**filters, tag=tag, cursor=cursor, limit=PAGE_SIZE)
-        items = [s.items.get(i["id"]) for i in result["items"]]  # with their attachments
-        return {"items": items, "next_cursor": result["next_cursor"], "view": view, "tag": tag}
+        result = s.items.list(**filters, tag=tag, cursor=cursor, limit=PAGE_SIZE, with_attachments=True)
+        return {**result, "view": view, "tag": tag}
 
     @app.get("/", public=True)
     def index() -> str:
@@ -95,9 +95,9 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
     @app.get("/ui/search")
     def search_fragment() -> str:
         q = bottle.request.query
-        with s.metrics.search_seconds.time():
-            result = s.search.search(q.getunicode("q") or "", limit=PAGE_SIZE, cursor=q.get("cursor"))
-        return html("_search.html", search=result, query=q.getunicode("q") or "")
+        query = q.getunicode("q") or ""
+        result = s.search.search(query, limit=PAGE_SIZE, cursor=q.get("cursor"))
+        return html("_search.html", search=result, query=query)
 
     @app.get("/ui/tags")
     def tags_fragment() -> str:
@@ -105,8 +105,6 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
 
     @app.post("/ui/preview")
     def preview() -> dict[str, str]:
-        from .web import json_body  # the one JSON body parser (size cap, clear 4xx)
-
         body = json_body(s.settings.max_json_bytes)
         text = body.get("markdown") if isinstance(body, dict) else None
         if not isinstance(text, str):

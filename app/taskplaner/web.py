@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import __version__, backup, openapi, ui
 from .attachments import UploadRejected
 from .auth import Principal
+from .bodies import json_body, multipart_file
 from .errors import AppError
 from .logs import log
 from .services import Services
@@ -58,34 +59,6 @@ def _json_error(exc: AppError) -> str:
     for name, value in exc.headers.items():
         bottle.response.set_header(name, value)
     return json.dumps(exc.body())
-
-
-def json_body(max_bytes: int) -> Any:
-    """Parse a JSON request body with a size cap and a clear 4xx for every failure."""
-    ctype = bottle.request.content_type.split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise AppError(415, "unsupported_media_type", "send the body as application/json")
-    length = bottle.request.content_length
-    if length > max_bytes:
-        raise AppError(413, "too_large", f"the JSON body is larger than {max_bytes} bytes")
-    raw = bottle.request.body.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise AppError(413, "too_large", f"the JSON body is larger than {max_bytes} bytes")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AppError(400, "bad_json", "the body is not valid JSON") from None
-
-
-def multipart_file(field: str = "file") -> Any:
-    """The uploaded file of a multipart field; every parse failure is a 400, never a 500."""
-    try:
-        upload = bottle.request.files.get(field)
-    except (bottle.MultipartError, ValueError):  # bottle raises ValueError on bad part headers
-        raise AppError(400, "bad_multipart", "the multipart body could not be parsed") from None
-    if upload is None:
-        raise AppError(400, "bad_request", f"the multipart field '{field}' is missing", field)
-    return upload
 
 
 def _client_ip() -> str:
@@ -326,8 +299,7 @@ def create_app(services: Services) -> bottle.Bottle:
     def search() -> dict[str, Any]:
         q = bottle.request.query
         limit = page_limit(q.get("limit"), 20, settings.max_page_size)
-        with s.metrics.search_seconds.time():
-            return s.search.search(q.getunicode("q") or "", limit=limit, cursor=q.get("cursor"))
+        return s.search.search(q.getunicode("q") or "", limit=limit, cursor=q.get("cursor"))
 
     @app.get("/api/v1/export")
     def export() -> Iterator[bytes]:
