@@ -20,7 +20,7 @@ async function request(method, path, body) {
   const data = res.status === 204 ? null : type.includes("json") ? await res.json() : await res.text();
   if (!res.ok) {
     const message = data && data.error ? data.error.message : `Request failed (${res.status})`;
-    throw new ApiError(res.status, message, res);
+    throw new ApiError(res.status, message);
   }
   return data;
 }
