@@ -1,4 +1,4 @@
-"""``taskplaner`` command line: serve, set-password, token, reindex, check, gc, backup, restore."""
+"""``taskplaner`` command line: serve, set-password, token, reindex, optimize, check, gc, backup, restore."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 from . import backup, logs
 from .config import ConfigError, Settings, from_env
-from .db import integrity_problems, rebuild_search_index
+from .db import integrity_problems, merge_search_index, rebuild_search_index
 from .errors import AppError
+from .maintenance import Maintenance
 from .services import Services, open_services
 
 
@@ -39,6 +40,8 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",
                                              "x-forwarded-host"},
                       clear_untrusted_proxy_headers=True)
+    if settings.maintenance_hours:
+        Maintenance(services.db, settings.maintenance_hours * 3600).start()
     waitress.serve(
         build_wsgi(services), host=settings.host, port=settings.port, threads=settings.threads,
         max_request_body_size=max(settings.max_upload_bytes, settings.max_import_bytes)
@@ -70,7 +73,14 @@ def _token(services: Services, args: argparse.Namespace) -> int:
 def _reindex(services: Services, args: argparse.Namespace) -> int:
     with services.db.write() as conn:
         rebuild_search_index(conn)
+    merge_search_index(services.db)
     print("search index rebuilt", file=sys.stderr)
+    return 0
+
+
+def _optimize(services: Services, args: argparse.Namespace) -> int:
+    steps = merge_search_index(services.db)
+    print(f"search index merged in {steps} steps", file=sys.stderr)
     return 0
 
 
@@ -118,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.set_defaults(func=_token)
     sub.add_parser("reindex", help="rebuild the search index").set_defaults(func=_reindex)
+    sub.add_parser(
+        "optimize", help="merge the search index into one b-tree (the server does it daily)"
+    ).set_defaults(func=_optimize)
     sub.add_parser("check", help="SQLite, FTS and blob integrity checks").set_defaults(
         func=_check)
     gc = sub.add_parser("gc", help="remove unreferenced blobs and stale temp files")

@@ -33,11 +33,14 @@ def _database_at_version_1(path) -> Database:
 
 def test_upgrade_adds_prefix_indexes_and_keeps_everything_findable(tmp_path):
     db = _database_at_version_1(tmp_path / "old.db")
-    assert db.migrate() == len(MIGRATIONS) == 2
+    assert db.migrate() == len(MIGRATIONS) == 3
     conn = db.conn
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items_fts'").fetchone()[0]
     assert "prefix = '2 3 4'" in sql
+    for table in ("items_fts", "items_trigram"):  # migration 3, on the recreated table too
+        usermerge = conn.execute(f"SELECT v FROM {table}_config WHERE k = 'usermerge'")
+        assert usermerge.fetchone()[0] == 2
     assert integrity_problems(conn) == []
     search = Search(db)
     assert [r["title"] for r in search.search("pro*")["items"]] == ["Project plan"]
@@ -53,7 +56,7 @@ def test_upgrade_adds_prefix_indexes_and_keeps_everything_findable(tmp_path):
 
 def test_migrating_twice_changes_nothing(tmp_path):
     db = Database(tmp_path / "new.db")
-    assert db.migrate() == 2
-    assert db.migrate() == 2
+    assert db.migrate() == 3
+    assert db.migrate() == 3
     assert integrity_problems(db.conn) == []
     db.close()

@@ -95,6 +95,8 @@ def test_cli_password_token_reindex_gc(tmp_path):
             running.services.db.conn.execute(f"INSERT INTO {table}({table}) VALUES('delete-all')")
         assert bearer.get(running.url("/api/v1/search"), params={"q": "indexed"}).json()["items"] == []
         assert cli(data, "reindex").returncode == 0
+        optimize = cli(data, "optimize")
+        assert optimize.returncode == 0 and "search index merged" in optimize.stderr
         hits = bearer.get(running.url("/api/v1/search"), params={"q": "indexed"}).json()["items"]
         assert [h["title"] for h in hits] == ["indexed later"]
     finally:
