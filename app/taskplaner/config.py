@@ -33,7 +33,7 @@ class Settings:
     max_parallel_uploads: int = 2
     max_query_chars: int = 1000
     max_query_terms: int = 32
-    max_ranked_matches: int = 2000
+    max_ranked_matches: int = 1000
     maintenance_hours: int = 24  # search index upkeep while serving (0: never)
     max_page_size: int = 200
     default_page_size: int = 50

@@ -19,7 +19,7 @@ is quoted as an FTS5 string, so no input can produce FTS5 syntax.
 
 Latency bound: bm25 must score every match, so a word found in most notes would cost tens of
 milliseconds. A query without filters that matches more than ``max_ranked`` notes (setting
-``TASKPLANER_MAX_RANKED_MATCHES``, default 2,000) is ranked among its newest ``max_ranked``
+``TASKPLANER_MAX_RANKED_MATCHES``, default 1,000) is ranked among its newest ``max_ranked``
 matches; older ones are still reachable with a more specific query or a filter.
 """
 
@@ -199,7 +199,7 @@ def substring_snippet(text: str, needles: list[str]) -> str:
 
 class Search:
     def __init__(self, db: Database, max_chars: int = 1000, max_terms: int = 32,
-                 max_ranked: int = 2000) -> None:
+                 max_ranked: int = 1000) -> None:
         self.db = db
         self.max_chars = max_chars
         self.max_terms = max_terms
