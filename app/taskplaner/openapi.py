@@ -72,6 +72,17 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["code", "message"],
         "properties": {"code": TEXT, "message": TEXT, "field": TEXT}}}},
     "ItemInput": {"type": "object", "properties": ITEM_FIELDS, "additionalProperties": False},
+    "ItemCreate": {
+        "allOf": [{"$ref": "#/components/schemas/ItemInput"}],
+        "anyOf": [
+            {"required": ["title"], "properties": {"title": {"pattern": r"\S"}}},
+            {"required": ["body"], "properties": {"body": {"minLength": 1}}},
+        ],
+        # status, due and priority belong to tasks; an item without "type": "task" is a note
+        "if": {"not": {"required": ["type"], "properties": {"type": {"const": "task"}}}},
+        "then": {"not": {"anyOf": [{"required": [name]} for name in ("status", "due", "priority")]}},
+        "description": "A title or a body that is not blank.",
+    },
     "Attachment": {"type": "object", "properties": {
         "id": {"type": "integer"}, "item_id": {"type": "integer"}, "hash": TEXT,
         "filename": TEXT, "mime": TEXT, "size": {"type": "integer"},
@@ -142,7 +153,7 @@ def document() -> dict[str, Any]:
                                _param("tag", "query", TEXT), CURSOR, LIMIT],
                        errors=(400, 422)),
             "post": _op("Create an item", {"201": _json(_ref("Item"), "Created")},
-                        body={JSON: {"schema": _ref("ItemInput")}},
+                        body={JSON: {"schema": _ref("ItemCreate")}},
                         errors=(400, 403, 413, 415, 422)),
         },
         "/api/v1/items/{id}": {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import create_item
+from conftest import create_item, image_bytes
 
 
 def test_create_note_returns_it_with_location(app, client):
@@ -111,3 +111,30 @@ def test_bad_ids_and_cursors_are_4xx_not_500(app, client):
 def test_control_characters_are_removed_from_text(app, client):
     item = create_item(client, app, title="a\x00b\x02c", body="line\x1b\nnext\ttab")
     assert item["title"] == "abc" and item["body"] == "line\nnext\ttab"
+
+
+def test_listed_items_equal_the_items_read_one_by_one(app, client):
+    """The list is read in one packed query; every field must survive it unchanged."""
+    tricky = [
+        {"title": 'quotes " and \\ backslash', "body": "line\nbreak\ttab 🦊 ü 東京 \u2028"},
+        {"type": "task", "title": "task", "due": "2026-12-01", "priority": 3, "tags": ["Ä-b", "z"]},
+        {"type": "task", "title": "done", "status": "done"},
+        {"body": "only a body, {\"json\": [1, 2]}"},
+    ]
+    for fields in tricky:
+        create_item(client, app, **fields)
+    with_image = create_item(client, app, title="with an image")
+    upload = client.post(
+        app.url(f"/api/v1/items/{with_image['id']}/attachments"),
+        files={"file": ("a.png", image_bytes(), "image/png")},
+    )
+    assert upload.status_code == 201, upload.text
+
+    listed = client.get(app.url("/api/v1/items")).json()["items"]
+    assert len(listed) == len(tricky) + 1
+    for item in listed:
+        single = client.get(app.url(f"/api/v1/items/{item['id']}")).json()
+        attachments = single.pop("attachments")
+        assert item.pop("attachment_count") == len(attachments)
+        assert item == single
+    assert [i["id"] for i in listed] == sorted((i["id"] for i in listed), reverse=True)
