@@ -78,7 +78,12 @@ def test_server_upkeep_merges_only_after_writes(services):
     maintenance.start()
     try:
         assert wait_for(lambda: maintenance.runs == 1)
-        add_notes(services, 20)  # another connection than the maintenance thread's
+        with services.db.write() as conn:  # one commit, from another connection than its own
+            conn.executemany(
+                "INSERT INTO items (type, title, body, tags_text, created, updated)"
+                " VALUES ('note', ?, 'garden', '', '2026-01-01', '2026-01-01')",
+                [(f"note {i}",) for i in range(20)],
+            )
         assert wait_for(lambda: maintenance.runs == 2)
         wait_for(lambda: maintenance.runs > 2, timeout=0.5)
         assert maintenance.runs == 2, "no writes since the last merge: nothing to do"
