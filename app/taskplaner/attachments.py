@@ -274,6 +274,9 @@ class Attachments:
             for digest in list(self.blobs.all_digests()):
                 path = self.blobs.path_for(digest)
                 if digest not in referenced and path.stat().st_mtime < cutoff:
+                    if self._pins:  # an export may still read it; removed when it ends
+                        self._deferred.add(digest)
+                        continue
                     path.unlink(missing_ok=True)
                     removed_blobs += 1
             for tmp in self.blobs.tmp_dir.iterdir():

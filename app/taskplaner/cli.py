@@ -12,7 +12,6 @@ from . import backup, logs
 from .config import ConfigError, Settings, from_env
 from .db import integrity_problems, merge_search_index, rebuild_search_index
 from .errors import AppError
-from .maintenance import Maintenance
 from .services import Services, open_services
 
 
@@ -41,7 +40,7 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
                                              "x-forwarded-host"},
                       clear_untrusted_proxy_headers=True)
     if settings.maintenance_hours:
-        Maintenance(services.db, settings.maintenance_hours * 3600).start()
+        services.maintenance(settings.maintenance_hours * 3600).start()
     waitress.serve(
         build_wsgi(services), host=settings.host, port=settings.port, threads=settings.threads,
         max_request_body_size=max(settings.max_upload_bytes, settings.max_import_bytes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -58,4 +58,19 @@ class Metrics:
             "taskplaner_upload_rejections_total", "Refused uploads by reason.",
             ["reason"], registry=self.registry,
         )
+        self.upkeep_last_success = Gauge(
+            "taskplaner_upkeep_last_success_timestamp_seconds",
+            "When the server's daily upkeep (index merge, blob gc) last succeeded.",
+            registry=self.registry,
+        )
+        self.upkeep_failures = Counter(
+            "taskplaner_upkeep_failures_total", "Upkeep runs that failed (see the log).",
+            registry=self.registry,
+        )
         self.registry.register(_StoreCollector(db))
+
+    def upkeep_done(self, succeeded: bool) -> None:
+        if succeeded:
+            self.upkeep_last_success.set_to_current_time()
+        else:
+            self.upkeep_failures.inc()

@@ -1,14 +1,20 @@
-"""Search index upkeep: merging keeps results identical and the index flat, on a real SQLite."""
+"""Server upkeep on a real SQLite and real files: merging keeps results identical and the index
+flat; the blob gc removes what a crash left; failures are counted, never fatal."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import shutil
 import sqlite3
+import time
 
 import pytest
+from prometheus_client import generate_latest
 
-from conftest import make_settings, wait_for
+from conftest import image_bytes, make_settings, wait_for
 from taskplaner.db import FTS_TABLES, integrity_problems, merge_search_index
-from taskplaner.maintenance import Maintenance
 from taskplaner.services import Services, open_services
 
 WORDS = "garden river invoice coffee winter planet market camera".split()
@@ -74,7 +80,7 @@ def test_repeated_merges_after_writes_keep_the_structure_small(services):
 
 
 def test_server_upkeep_merges_only_after_writes(services):
-    maintenance = Maintenance(services.db, interval=0.05, first_delay=0)
+    maintenance = services.maintenance(interval=0.05, first_delay=0)
     maintenance.start()
     try:
         assert wait_for(lambda: maintenance.runs == 1)
@@ -89,3 +95,63 @@ def test_server_upkeep_merges_only_after_writes(services):
         assert maintenance.runs == 2, "no writes since the last merge: nothing to do"
     finally:
         maintenance.stop()
+
+
+def _metric(services: Services, name: str) -> float:
+    for line in generate_latest(services.metrics.registry).decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def test_upkeep_removes_what_a_crash_left_and_keeps_what_is_referenced(services):
+    item = services.items.create({"title": "photo"})
+    kept = services.attachments.add(item["id"], "a.png", io.BytesIO(image_bytes()))
+    orphan_bytes = b"left behind by a crash between commit and unlink"
+    orphan = services.blobs.path_for(hashlib.sha256(orphan_bytes).hexdigest())
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(orphan_bytes)
+    stale_upload = services.settings.tmp_dir / "upload-crashed.part"
+    stale_upload.write_bytes(b"half an upload")
+    an_hour_ago = time.time() - 3600
+    for path in (orphan, stale_upload):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    maintenance = services.maintenance(interval=60, first_delay=0)
+    maintenance.start()
+    try:
+        assert wait_for(lambda: maintenance.runs == 1)
+        assert wait_for(lambda: _metric(services, "taskplaner_upkeep_last_success_timestamp_seconds") > 0)
+    finally:
+        maintenance.stop()
+    assert not orphan.exists() and not stale_upload.exists()
+    assert services.blobs.exists(kept["hash"])
+    assert services.attachments.missing_blobs() == []  # the image and its thumbnail
+    assert _metric(services, "taskplaner_upkeep_failures_total") == 0
+
+
+def test_upkeep_failures_are_counted_and_the_thread_keeps_going(services):
+    shutil.rmtree(services.settings.tmp_dir)  # a damaged data dir: the blob gc cannot list it
+    maintenance = services.maintenance(interval=0.05, first_delay=0)
+    maintenance.start()
+    try:
+        assert wait_for(lambda: _metric(services, "taskplaner_upkeep_failures_total") >= 2)
+        assert maintenance._thread is not None and maintenance._thread.is_alive()
+        services.settings.tmp_dir.mkdir()  # repaired: the next run succeeds
+        assert wait_for(lambda: maintenance.runs == 1)
+    finally:
+        maintenance.stop()
+    assert _metric(services, "taskplaner_upkeep_last_success_timestamp_seconds") > 0
+
+
+def test_blob_gc_during_an_export_leaves_the_blobs_until_it_ends(services):
+    item = services.items.create({"title": "photo"})
+    attachment = services.attachments.add(item["id"], "a.png", io.BytesIO(image_bytes()))
+    blob = services.blobs.path_for(attachment["hash"])
+    with services.attachments.pinned():  # an export is reading the blobs
+        services.items.delete(item["id"])
+        an_hour_ago = time.time() - 3600
+        os.utime(blob, (an_hour_ago, an_hour_ago))
+        services.attachments.gc()
+        assert blob.exists(), "the export may still read it"
+    assert not blob.exists()

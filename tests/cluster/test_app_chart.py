@@ -161,7 +161,7 @@ def _rules(cluster_env, tmp_path: Path) -> Path:
     path.write_text(yaml.safe_dump(rule["spec"]))
     result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 3 rules found" in result.stdout
+    assert "SUCCESS: 4 rules found" in result.stdout
     return path
 
 
@@ -186,6 +186,7 @@ def test_alerts_fire_on_the_conditions_they_describe(cluster_env, tmp_path):
                         "series": f'http_request_duration_seconds_bucket{{{ns}, le="+Inf"}}',
                         "values": "0+100x30",
                     },
+                    {"series": f"taskplaner_upkeep_failures_total{{{ns}}}", "values": "0x10 1x20"},
                 ],
                 "alert_rule_test": [
                     {"eval_time": "3m", "alertname": "TaskPlanerDown", "exp_alerts": []},
@@ -212,6 +213,20 @@ def test_alerts_fire_on_the_conditions_they_describe(cluster_env, tmp_path):
                         ],
                     },
                     {"eval_time": "25m", "alertname": "TaskPlanerSlow", "exp_alerts": []},
+                    {"eval_time": "5m", "alertname": "TaskPlanerUpkeepFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "TaskPlanerUpkeepFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "namespace": NS},
+                                "exp_annotations": {
+                                    "summary": "TaskPlaner's daily upkeep (search index merge, blob gc)"
+                                    " failed; see its log."
+                                },
+                            }
+                        ],
+                    },
                 ],
             }
         ],
