@@ -39,8 +39,8 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",
                                              "x-forwarded-host"},
                       clear_untrusted_proxy_headers=True)
-    if settings.maintenance_hours:
-        services.maintenance(settings.maintenance_hours * 3600).start()
+    if settings.upkeep_hours:
+        services.upkeep(settings.upkeep_hours * 3600).start()
     waitress.serve(
         build_wsgi(services), host=settings.host, port=settings.port, threads=settings.threads,
         max_request_body_size=max(settings.max_upload_bytes, settings.max_import_bytes)
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=_token)
     sub.add_parser("reindex", help="rebuild the search index").set_defaults(func=_reindex)
     sub.add_parser(
-        "optimize", help="merge the search index into one b-tree (the server does it daily)"
+        "optimize", help="merge the search index's b-trees now (the server does it daily)"
     ).set_defaults(func=_optimize)
     sub.add_parser("check", help="SQLite, FTS and blob integrity checks").set_defaults(
         func=_check)

@@ -34,7 +34,7 @@ class Settings:
     max_query_chars: int = 1000
     max_query_terms: int = 32
     max_ranked_matches: int = 1000
-    maintenance_hours: int = 24  # search index upkeep while serving (0: never)
+    upkeep_hours: int = 24  # the server's upkeep: index merge, blob gc (0: never)
     max_page_size: int = 200
     default_page_size: int = 50
     max_title_chars: int = 500
@@ -75,7 +75,7 @@ _INT_SETTINGS = {
     "max_parallel_uploads": (1, 64),
     "max_query_chars": (10, 100_000),
     "max_ranked_matches": (100, 10_000_000),
-    "maintenance_hours": (0, 8760),
+    "upkeep_hours": (0, 8760),
     "max_page_size": (1, 10_000),
     "min_free_bytes": (0, 1 << 50),
     "session_days": (1, 3650),

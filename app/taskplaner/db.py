@@ -261,7 +261,7 @@ def rebuild_search_index(conn: sqlite3.Connection) -> None:
         conn.execute(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
 
 
-MERGE_PAGES = 500  # per write transaction: ~50 ms of merging, so writers wait little
+MERGE_PAGES = 500  # per write transaction: ~35 ms of merging, so writers wait little
 
 
 def merge_search_index(db: Database) -> int:
@@ -274,7 +274,7 @@ def merge_search_index(db: Database) -> int:
     Not 'optimize', nor 'merge' with a negative count (its incremental form): on SQLite 3.40
     each of those after new writes adds an empty level to the index structure, and after about
     a thousand such runs the index reads as "database disk image is malformed"
-    (tests/app/test_search_maintenance.py). A positive 'merge' with ``usermerge`` 2 (set by
+    (tests/app/test_upkeep.py). A positive 'merge' with ``usermerge`` 2 (set by
     migration 3) merges any level holding two or more segments and adds no levels. A step that
     changes fewer than two rows found nothing left to merge.
     """

@@ -11,10 +11,10 @@ from .blobs import BlobStore
 from .config import Settings
 from .db import Database, get_setting, set_setting
 from .items import ItemLimits, Items
-from .maintenance import Maintenance
 from .metrics import Metrics
 from .search import Search
 from .tags import Tags
+from .upkeep import Upkeep
 
 
 @dataclass
@@ -32,9 +32,9 @@ class Services:
     def close(self) -> None:
         self.db.close()
 
-    def maintenance(self, interval: float, first_delay: float = 600) -> Maintenance:
+    def upkeep(self, interval: float, first_delay: float = 600) -> Upkeep:
         """The server's upkeep thread (not started), reporting to the metrics."""
-        upkeep = Maintenance(self.db, self.attachments, interval, first_delay)
+        upkeep = Upkeep(self.db, self.attachments, interval, first_delay)
         upkeep.on_done.append(self.metrics.upkeep_done)
         return upkeep
 

@@ -44,6 +44,7 @@ def test_readyz_reports_low_disk_as_503(tmp_path):
     [
         ({"TASKPLANER_PORT": "eighty"}, "TASKPLANER_PORT must be a whole number"),
         ({"TASKPLANER_PORT": "70000"}, "TASKPLANER_PORT must be between"),
+        ({"TASKPLANER_UPKEEP_HOURS": "-1"}, "TASKPLANER_UPKEEP_HOURS must be between 0 and 8760"),
         ({"TASKPLANER_SECRET_KEY": "short"}, "TASKPLANER_SECRET_KEY must be at least 32"),
         ({"TASKPLANER_TRUSTED_PROXY": "not-an-ip"}, "TASKPLANER_TRUSTED_PROXY"),
         ({"TASKPLANER_SECURE_COOKIES": "maybe"}, "TASKPLANER_SECURE_COOKIES must be true or false"),

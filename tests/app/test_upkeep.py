@@ -80,21 +80,21 @@ def test_repeated_merges_after_writes_keep_the_structure_small(services):
 
 
 def test_server_upkeep_merges_only_after_writes(services):
-    maintenance = services.maintenance(interval=0.05, first_delay=0)
-    maintenance.start()
+    upkeep = services.upkeep(interval=0.05, first_delay=0)
+    upkeep.start()
     try:
-        assert wait_for(lambda: maintenance.runs == 1)
+        assert wait_for(lambda: upkeep.runs == 1)
         with services.db.write() as conn:  # one commit, from another connection than its own
             conn.executemany(
                 "INSERT INTO items (type, title, body, tags_text, created, updated)"
                 " VALUES ('note', ?, 'garden', '', '2026-01-01', '2026-01-01')",
                 [(f"note {i}",) for i in range(20)],
             )
-        assert wait_for(lambda: maintenance.runs == 2)
-        wait_for(lambda: maintenance.runs > 2, timeout=0.5)
-        assert maintenance.runs == 2, "no writes since the last merge: nothing to do"
+        assert wait_for(lambda: upkeep.runs == 2)
+        wait_for(lambda: upkeep.runs > 2, timeout=0.5)
+        assert upkeep.runs == 2, "no writes since the last merge: nothing to do"
     finally:
-        maintenance.stop()
+        upkeep.stop()
 
 
 def _metric(services: Services, name: str) -> float:
@@ -117,13 +117,13 @@ def test_upkeep_removes_what_a_crash_left_and_keeps_what_is_referenced(services)
     for path in (orphan, stale_upload):
         os.utime(path, (an_hour_ago, an_hour_ago))
 
-    maintenance = services.maintenance(interval=60, first_delay=0)
-    maintenance.start()
+    upkeep = services.upkeep(interval=60, first_delay=0)
+    upkeep.start()
     try:
-        assert wait_for(lambda: maintenance.runs == 1)
+        assert wait_for(lambda: upkeep.runs == 1)
         assert wait_for(lambda: _metric(services, "taskplaner_upkeep_last_success_timestamp_seconds") > 0)
     finally:
-        maintenance.stop()
+        upkeep.stop()
     assert not orphan.exists() and not stale_upload.exists()
     assert services.blobs.exists(kept["hash"])
     assert services.attachments.missing_blobs() == []  # the image and its thumbnail
@@ -132,15 +132,15 @@ def test_upkeep_removes_what_a_crash_left_and_keeps_what_is_referenced(services)
 
 def test_upkeep_failures_are_counted_and_the_thread_keeps_going(services):
     shutil.rmtree(services.settings.tmp_dir)  # a damaged data dir: the blob gc cannot list it
-    maintenance = services.maintenance(interval=0.05, first_delay=0)
-    maintenance.start()
+    upkeep = services.upkeep(interval=0.05, first_delay=0)
+    upkeep.start()
     try:
         assert wait_for(lambda: _metric(services, "taskplaner_upkeep_failures_total") >= 2)
-        assert maintenance._thread is not None and maintenance._thread.is_alive()
+        assert upkeep._thread is not None and upkeep._thread.is_alive()
         services.settings.tmp_dir.mkdir()  # repaired: the next run succeeds
-        assert wait_for(lambda: maintenance.runs == 1)
+        assert wait_for(lambda: upkeep.runs == 1)
     finally:
-        maintenance.stop()
+        upkeep.stop()
     assert _metric(services, "taskplaner_upkeep_last_success_timestamp_seconds") > 0
 
 

@@ -19,7 +19,7 @@ from .attachments import Attachments
 from .db import Database, merge_search_index
 
 
-class Maintenance:
+class Upkeep:
     def __init__(self, db: Database, attachments: Attachments, interval: float,
                  first_delay: float = 600) -> None:
         self.db = db
@@ -65,7 +65,7 @@ class Maintenance:
             delay = self.interval
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="maintenance", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="upkeep", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
