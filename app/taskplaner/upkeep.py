@@ -48,13 +48,12 @@ class Upkeep:
         return True
 
     def _run_reporting(self) -> None:
+        succeeded = True
         try:
             self.run_once()
         except Exception:  # upkeep must never take the server down; the metric tells
             logging.getLogger(logs.LOGGER_NAME).exception("upkeep failed")
             succeeded = False
-        else:
-            succeeded = True
         for callback in self.on_done:
             callback(succeeded)
 

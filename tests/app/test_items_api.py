@@ -114,7 +114,8 @@ def test_control_characters_are_removed_from_text(app, client):
 
 
 def test_listed_items_equal_the_items_read_one_by_one(app, client):
-    """The list is read in one packed query; every field must survive it unchanged."""
+    """The list builds its items apart from the single read (one query for the page, counts
+    instead of attachments); every field must come out the same."""
     tricky = [
         {"title": 'quotes " and \\ backslash', "body": "line\nbreak\ttab 🦊 ü 東京 \u2028"},
         {"type": "task", "title": "task", "due": "2026-12-01", "priority": 3, "tags": ["Ä-b", "z"]},
