@@ -54,6 +54,12 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def same_secret(sent: str, expected: str) -> bool:
+    """Constant-time comparison of a secret a client sent. Secrets are ASCII: any other
+    character means a wrong secret (``hmac.compare_digest`` would raise on it)."""
+    return sent.isascii() and expected.isascii() and hmac.compare_digest(sent, expected)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who made a request: via a session cookie (needs CSRF) or an API token (does not)."""
@@ -63,35 +69,49 @@ class Principal:
 
 
 class LoginThrottle:
-    """At most ``max_failures`` failed logins per client within ``window`` seconds."""
+    """At most ``max_failures`` failed logins per client within ``window`` seconds.
+
+    An attempt is reserved before the password is checked (``begin``) and settled after
+    (``end``), so concurrent guesses count against the limit while they are being checked:
+    forty at once are refused beyond the limit, not checked forty times."""
 
     def __init__(self, max_failures: int, window: int) -> None:
         self.max_failures = max_failures
         self.window = window
         self._failures: dict[str, deque[float]] = {}
+        self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, client: str) -> int:
-        with self._lock:
-            q = self._failures.get(client)
-            if not q:
-                return 0
-            now = time.monotonic()
-            while q and q[0] <= now - self.window:
-                q.popleft()
-            if len(q) < self.max_failures:
-                return 0
+    def _retry_after(self, client: str, now: float) -> int:
+        q = self._failures.get(client)
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        used = len(q or ()) + self._pending.get(client, 0)
+        if used < self.max_failures:
+            return 0
+        if q and len(q) >= self.max_failures:
             return max(1, int(q[0] + self.window - now) + 1)
+        return 1  # the limit is reached only by attempts still being checked
 
-    def failed(self, client: str) -> None:
+    def begin(self, client: str) -> int:
+        """Reserve an attempt; return 0, or the seconds to wait when the limit is reached."""
         with self._lock:
+            wait = self._retry_after(client, time.monotonic())
+            if not wait:
+                self._pending[client] = self._pending.get(client, 0) + 1
+            return wait
+
+    def end(self, client: str, succeeded: bool) -> None:
+        with self._lock:
+            left = self._pending.pop(client, 1) - 1
+            if left > 0:
+                self._pending[client] = left
+            if succeeded:
+                self._failures.pop(client, None)
+                return
             self._failures.setdefault(client, deque()).append(time.monotonic())
             if len(self._failures) > 10_000:  # bound memory under a spray of clients
                 self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
 
 
 class Auth:
@@ -122,18 +142,21 @@ class Auth:
 
     def login(self, password: Any, client: str) -> tuple[str, str]:
         """Check the password; return (cookie value, csrf token) or raise 401/429."""
-        wait = self.throttle.retry_after(client)
+        wait = self.throttle.begin(client)
         if wait:
             raise AppError(
                 429, "too_many_attempts", f"too many failed logins; try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-        stored = get_setting(self.db.conn, "password_hash")
-        if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS or stored is None \
-                or not verify_password(password, stored):
-            self.throttle.failed(client)
+        ok = False
+        try:
+            stored = get_setting(self.db.conn, "password_hash")
+            ok = isinstance(password, str) and len(password) <= MAX_PASSWORD_CHARS \
+                and stored is not None and verify_password(password, stored)
+        finally:
+            self.throttle.end(client, ok)
+        if not ok:
             raise AppError(401, "bad_password", "wrong password", "password")
-        self.throttle.succeeded(client)
         session_id = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         with self.db.write() as conn:
@@ -148,7 +171,7 @@ class Auth:
         if not cookie or "." not in cookie:
             return None
         session_id, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._sign(session_id)):
+        if not session_id.isascii() or not same_secret(mac, self._sign(session_id)):
             return None
         row = self.db.conn.execute(
             "SELECT csrf, expires FROM sessions WHERE id_hash = ?", (_sha256(session_id),)
@@ -185,11 +208,13 @@ class Auth:
             if conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
                 raise not_found("token")
 
-    def bearer(self, header: str | None) -> Principal | None:
+    def bearer(self, header: str | None, touch: bool = True) -> Principal | None:
+        """The principal of an ``Authorization: Bearer`` header. ``touch`` records the use
+        (at most once a minute); the server's pre-body gate checks without writing."""
         if not header or not header.startswith("Bearer "):
             return None
         token = header[len("Bearer "):].strip()
-        if not token.startswith(TOKEN_PREFIX):
+        if not token.startswith(TOKEN_PREFIX) or not token.isascii():
             return None
         token_hash = _sha256(token)
         row = self.db.conn.execute(
@@ -199,7 +224,7 @@ class Auth:
             return None
         # last_used to the minute: one write per token per minute at most
         stamp = now_iso()[:16]
-        if (row["last_used"] or "")[:16] != stamp:
+        if touch and (row["last_used"] or "")[:16] != stamp:
             with self.db.write() as conn:
                 conn.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now_iso(), row["id"]))
         return Principal("token")

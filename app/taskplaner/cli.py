@@ -16,9 +16,7 @@ from .services import Services, open_services
 
 
 def _serve(services: Services, args: argparse.Namespace) -> int:
-    import waitress
-
-    from .web import build_wsgi
+    from .web.server import create_server  # the CLI's other commands need no web layer
 
     settings = services.settings
     if not services.auth.has_password():
@@ -31,22 +29,15 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
             # Shown once, on the console only; never written to the JSON log.
             print(f"\n  TaskPlaner password (shown once): {password}\n"
                   "  Change it with: taskplaner set-password\n", file=sys.stderr, flush=True)
-    logs.log(20, "listening", url=f"http://{settings.host}:{settings.port}/",
+    server = create_server(services, settings.host, settings.port)
+    logs.log(20, "listening", url=f"http://{settings.host}:{server.effective_port}/",
              data_dir=str(settings.data_dir))
-    kwargs: dict[str, object] = {}
-    if settings.trusted_proxy:
-        kwargs.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
-                      trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto",
-                                             "x-forwarded-host"},
-                      clear_untrusted_proxy_headers=True)
     if settings.upkeep_hours:
         services.upkeep(settings.upkeep_hours * 3600).start()
-    waitress.serve(
-        build_wsgi(services), host=settings.host, port=settings.port, threads=settings.threads,
-        max_request_body_size=max(settings.max_upload_bytes, settings.max_import_bytes)
-        + 1024 * 1024,
-        ident="taskplaner", _quiet=True, **kwargs,
-    )
+    try:
+        server.run()
+    finally:
+        server.task_dispatcher.shutdown()
     return 0
 
 

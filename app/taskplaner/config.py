@@ -42,6 +42,11 @@ class Settings:
     max_import_bytes: int = 2048 * MiB
     min_free_bytes: int = 100 * MiB
     thumbnail_px: int = 480
+    # Connections (web/server.py)
+    connection_limit: int = 1000
+    max_connections_per_client: int = 64
+    header_timeout_seconds: int = 10
+    idle_timeout_seconds: int = 30
     # Sessions and login throttling
     session_days: int = 30
     login_max_failures: int = 5
@@ -82,6 +87,10 @@ _INT_SETTINGS = {
     "login_max_failures": (1, 1000),
     "login_window_seconds": (1, 86400),
     "thumbnail_px": (32, 4096),
+    "connection_limit": (10, 1000),
+    "max_connections_per_client": (1, 1000),
+    "header_timeout_seconds": (1, 600),
+    "idle_timeout_seconds": (1, 3600),
 }
 
 

@@ -54,6 +54,12 @@ class Metrics:
             "taskplaner_search_duration_seconds", "Time to run one search query.",
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.http_refused = Counter(
+            "taskplaner_http_refused_total",
+            "Requests and connections refused before the app saw them, by reason"
+            " (too_large, unauthorized, too_many_connections, header_timeout).",
+            ["reason"], registry=self.registry,
+        )
         self.upload_rejections = Counter(
             "taskplaner_upload_rejections_total", "Refused uploads by reason.",
             ["reason"], registry=self.registry,

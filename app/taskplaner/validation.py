@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from datetime import date
 from typing import Any
@@ -14,6 +15,50 @@ from .errors import AppError, invalid
 # keeps the search snippet markers (\x02, \x03) unambiguous.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TAG_RE = re.compile(r"^[^\W_][\w\-./]{0,63}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_JSON_DEPTH = 32  # the deepest document the API defines is 3 levels
+MAX_CURSOR = 2**63 - 1
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse JSON text into plain values, or raise AppError(400, "bad_json") saying why.
+
+    Beyond syntax this refuses what would fail later, deep inside the app: invalid UTF-8,
+    nesting deeper than MAX_JSON_DEPTH (Python's parser recurses), integers beyond Python's
+    4,300-digit conversion limit, NaN and Infinity, and lone surrogates such as "\\ud800",
+    which are valid JSON escapes but not text (SQLite cannot store them)."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+    except RecursionError:
+        raise _bad_json(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        reason = "it is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:120]
+        raise _bad_json(f"the body is not valid JSON: {reason}") from None
+    _check_plain(value)
+    return value
+
+
+def _bad_json(message: str) -> AppError:
+    return AppError(400, "bad_json", message)
+
+
+def _check_plain(value: Any) -> None:
+    """Depth and text checks without recursion, so no document can exhaust the stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise _bad_json("the JSON holds a lone surrogate (\\ud800-\\udfff), which is not text")
+        elif isinstance(node, (list, dict)):
+            if depth > MAX_JSON_DEPTH:
+                raise _bad_json(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
 
 
 def strip_controls(text: str) -> str:
@@ -84,7 +129,7 @@ def decode_cursor(raw: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         value = int(text)
-        if value < 0:
+        if not 0 <= value <= MAX_CURSOR:
             raise ValueError
         return value
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 import requests
-import waitress
 from PIL import Image
 from waitress import wasyncore
 
 from taskplaner.config import Settings
 from taskplaner.services import Services, open_services
-from taskplaner.web import build_wsgi
+from taskplaner.web.server import create_server
 
 PASSWORD = "correct horse battery"
 
@@ -53,13 +52,7 @@ def start_server(settings: Settings) -> Running:
     services = open_services(settings)
     if not services.auth.has_password():
         services.auth.set_password(PASSWORD)
-    server = waitress.create_server(
-        build_wsgi(services),
-        host="127.0.0.1",
-        port=0,
-        threads=settings.threads,
-        max_request_body_size=settings.max_upload_bytes + 1024 * 1024,
-    )
+    server = create_server(services, "127.0.0.1", 0)
     stopping = threading.Event()
 
     def loop() -> None:

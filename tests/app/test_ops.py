@@ -20,7 +20,7 @@ def test_metrics_follow_prometheus_conventions(app, client):
     client.get(app.url("/api/v1/items/123456"))
     text = client.get(app.url("/metrics")).text
     assert 'http_requests_total{method="POST",route="/api/v1/items",status="201"} 2.0' in text
-    assert 'http_requests_total{method="GET",route="/api/v1/items/<item_id:int>",status="404"}' in text
+    assert 'http_requests_total{method="GET",route="/api/v1/items/<item_id:id>",status="404"}' in text
     assert 'http_request_duration_seconds_bucket{le="0.005",route="/api/v1/items"}' in text
     assert "taskplaner_search_duration_seconds_count 1.0" in text
     assert 'taskplaner_items{status="none",type="note"} 1.0' in text

@@ -7,7 +7,6 @@ there is one place that turns items into HTML; app.js only fetches fragments and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,14 @@ import bottle
 import jinja2
 from markupsafe import Markup
 
+from ..errors import AppError
+from ..markdown import render as render_markdown
+from ..services import Services
 from .bodies import json_body
-from .errors import AppError
-from .markdown import render as render_markdown
-from .services import Services
+from .core import principal_of
 
-STATIC = Path(__file__).with_name("static")
+PACKAGE = Path(__file__).parent.parent
+STATIC = PACKAGE / "static"
 PAGE_SIZE = 30
 # view name → item filters; the sidebar's "All / Notes / Open tasks / Done / Archived"
 VIEWS: dict[str, dict[str, str]] = {
@@ -32,7 +33,7 @@ VIEWS: dict[str, dict[str, str]] = {
 }
 
 _env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).with_name("templates"))),
+    loader=jinja2.FileSystemLoader(str(PACKAGE / "templates")),
     autoescape=True,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -48,7 +49,7 @@ def html(template: str, **context: Any) -> str:
     return _env.get_template(template).render(today=dt.date.today().isoformat(), **context)
 
 
-def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], Any]) -> None:
+def register(app: bottle.Bottle, services: Services) -> None:
     s = services
 
     def view_filters() -> tuple[str, str | None, dict[str, str]]:
@@ -65,7 +66,7 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
 
     @app.get("/", public=True)
     def index() -> str:
-        principal = principal_of()
+        principal = principal_of(s.auth, bottle.request.environ)
         if principal is None:
             return html("login.html")
         q = bottle.request.query
@@ -88,7 +89,7 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
         view, tag, filters = view_filters()
         return html("_items.html", **page(view, tag, filters, bottle.request.query.get("cursor")))
 
-    @app.get("/ui/items/<item_id:int>")
+    @app.get("/ui/items/<item_id:id>")
     def item_fragment(item_id: int) -> str:
         return html("_item.html", item=s.items.get(item_id))
 
@@ -103,7 +104,7 @@ def register(app: bottle.Bottle, services: Services, principal_of: Callable[[], 
     def tags_fragment() -> str:
         return html("_tags.html", tags=s.tags.list(), tag=bottle.request.query.getunicode("tag") or None)
 
-    @app.post("/ui/preview")
+    @app.post("/ui/preview", body="json")
     def preview() -> dict[str, str]:
         body = json_body(s.settings.max_json_bytes)
         text = body.get("markdown") if isinstance(body, dict) else None
