@@ -77,6 +77,47 @@ def stop_server(running: Running) -> None:
     running.services.close()
 
 
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def raw_request(app: Running, head: bytes, body: bytes = b"", timeout: float = 10.0) -> RawResponse:
+    """Send bytes as they are (no client library cleans them) and read the reply to its end.
+    ``head`` is the request line and headers without the blank line; the server may answer
+    before the body is sent, so a body that cannot be sent any more is no error."""
+    port = int(app.base_url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head + b"\r\nConnection: close\r\n\r\n")
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    seconds = time.monotonic() - started
+    head_bytes, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawResponse(int(lines[0].split()[1]), headers, payload, seconds)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -31,6 +31,9 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an uploaded file
 LOGIN_BODY_BYTES = 8 * 1024  # a password of MAX_PASSWORD_CHARS in JSON fits with room
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id names nothing
+UNAUTHORIZED = AppError(401, "unauthorized", "log in or send an API token")
+NO_ROUTE = {404: AppError(404, "not_found", "no such page or resource"),
+            405: AppError(405, "method_not_allowed", "method not allowed here")}
 
 
 BODY_KINDS = (None, "login", "json", "upload", "import")
@@ -126,13 +129,13 @@ def plugin(services: Services) -> Callable[[Callable[..., Any]], Callable[..., A
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             route = bottle.request.route
             try:
-                _check_body(route, services)
                 if not route.config.get("public"):
                     principal = principal_of(services.auth, bottle.request.environ)
                     if principal is None:
-                        raise AppError(401, "unauthorized", "log in or send an API token")
+                        raise UNAUTHORIZED
                     check_csrf(principal)
                     bottle.request.environ["taskplaner.principal"] = principal
+                _check_body(route, services)
                 result = callback(*args, **kwargs)
                 if isinstance(result, (dict, list)):
                     bottle.response.content_type = "application/json"
@@ -174,8 +177,8 @@ def install(app: bottle.Bottle, services: Services) -> None:
 
     app.error_handler.update({
         400: handler(400, "bad_request", "the request could not be read"),
-        404: handler(404, "not_found", "no such page or resource"),
-        405: handler(405, "method_not_allowed", "method not allowed here"),
+        404: lambda err: json_error(NO_ROUTE[404]),
+        405: lambda err: json_error(NO_ROUTE[405]),
         413: handler(413, "too_large", "the request body is too large"),
         500: handler(500, "internal", "internal error; see the server log"),
     })

@@ -54,17 +54,17 @@ class Gate:
         """(refusal or None, the most body bytes to read)."""
         try:
             route, _ = self.router.match({"PATH_INFO": path or "/", "REQUEST_METHOD": method})
-        except bottle.HTTPError:  # no such route: the app answers 404/405, with no body read
-            return (core.body_refusal(self.services, None, length), 0)
-        kind = route.config.get("body")
-        refusal = core.body_refusal(self.services, kind, length)
-        if refusal is not None:
-            return refusal, 0
+        except bottle.HTTPError as exc:  # no such route: the app's 404/405, no body read
+            if length > 0 or chunked:
+                return core.NO_ROUTE[exc.status_code], 0
+            return None, 0
         if (length > 0 or chunked) and not route.config.get("public"):
             environ = {"HTTP_" + name: value for name, value in headers.items()}
             if core.principal_of(self.services.auth, environ, touch=False) is None:
-                return AppError(401, "unauthorized", "log in or send an API token"), 0
-        return None, core.body_limit(kind, self.services.settings)
+                return core.UNAUTHORIZED, 0
+        kind = route.config.get("body")
+        return core.body_refusal(self.services, kind, length), core.body_limit(
+            kind, self.services.settings)
 
 
 class Refused(Error):
