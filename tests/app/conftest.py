@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -98,10 +99,8 @@ def raw_request(app: Running, head: bytes, body: bytes = b"", timeout: float = 1
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(head + b"\r\nConnection: close\r\n\r\n")
-        try:
+        with contextlib.suppress(OSError):
             sock.sendall(body)
-        except OSError:
-            pass
         data = b""
         try:
             while chunk := sock.recv(65536):
