@@ -25,16 +25,15 @@ from .db import Database, now_iso
 from .errors import AppError, not_found
 
 GC_GRACE_SECONDS = 600
-UPLOAD_SLOT_WAIT_SECONDS = 30
+BUSY_RETRY_SECONDS = 2
 MAX_FILENAME_CHARS = 255
 
 
 @dataclass(frozen=True)
 class UploadLimits:
     max_upload_bytes: int
-    max_image_pixels: int
-    thumbnail_px: int
     max_parallel_uploads: int
+    image: images.ImageLimits
 
 
 class UploadRejected(AppError):
@@ -127,23 +126,31 @@ class Attachments:
     def add(self, item_id: int, filename: str, stream: IO[bytes]) -> dict[str, Any]:
         if self.db.conn.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
             raise not_found("item")
-        if not self._slots.acquire(timeout=UPLOAD_SLOT_WAIT_SECONDS):
+        # Uploads beyond the parallel limit are refused at once: a worker thread that waited
+        # here would be one fewer for every other request (health probes included).
+        if not self._slots.acquire(blocking=False):
             raise AppError(
-                429, "busy", "too many uploads at once; try again", headers={"Retry-After": "5"}
+                429, "busy", "too many uploads at once; try again in a moment",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
             )
         try:
             upload = self._receive(stream)
+            fd, stored = self.blobs.temp_file()
             try:
-                image = images.process(
-                    upload, self.limits.max_image_pixels, self.limits.thumbnail_px
-                )
+                with os.fdopen(fd, "wb") as out:
+                    image = images.process(upload, out, self.limits.image)
+                digest = self.blobs.seal(stored)
             except images.ImageRejected as exc:
+                stored.unlink(missing_ok=True)
                 status = 413 if exc.reason == "too_many_pixels" else 415
                 status = 422 if exc.reason in ("empty", "corrupt") else status
                 raise self._reject(status, exc.reason, exc.message) from None
+            except BaseException:
+                stored.unlink(missing_ok=True)
+                raise
             finally:
                 upload.unlink(missing_ok=True)
-            return self._store(item_id, filename, image)
+            return self._store(item_id, filename, image, digest, stored)
         finally:
             self._slots.release()
 
@@ -167,8 +174,9 @@ class Attachments:
             raise
         return tmp
 
-    def _store(self, item_id: int, filename: str, image: images.ProcessedImage) -> dict[str, Any]:
-        digest, tmp = self.blobs.stage(image.data)
+    def _store(self, item_id: int, filename: str, image: images.ProcessedImage, digest: str,
+               tmp: Path) -> dict[str, Any]:
+        size = tmp.stat().st_size
         thumb_digest, thumb_tmp = self.blobs.stage(image.thumbnail)
         name = os.path.basename(filename.replace("\\", "/"))[:MAX_FILENAME_CHARS] or "image"
         with self._blob_lock:
@@ -181,7 +189,7 @@ class Attachments:
                     cur = conn.execute(
                         "INSERT INTO attachments (item_id, hash, thumb_hash, filename, mime, size,"
                         " width, height, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (item_id, digest, thumb_digest, name, image.mime, len(image.data),
+                        (item_id, digest, thumb_digest, name, image.mime, size,
                          image.width, image.height, now_iso()),
                     )
                     conn.execute("UPDATE items SET updated = ? WHERE id = ?", (now_iso(), item_id))

@@ -51,6 +51,15 @@ class BlobStore:
             raise
         return hashlib.sha256(data).hexdigest(), tmp
 
+    def seal(self, tmp: Path) -> str:
+        """Make a temp file written by someone else durable; return its digest for ``commit``."""
+        h = hashlib.sha256()
+        with tmp.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+            os.fsync(fh.fileno())
+        return h.hexdigest()
+
     def commit(self, digest: str, tmp: Path) -> None:
         """Move a staged file into place; if the content is already stored, keep the old copy."""
         final = self.path_for(digest)

@@ -30,6 +30,7 @@ class Settings:
     max_upload_bytes: int = 25 * MiB
     max_json_bytes: int = 1 * MiB
     max_image_pixels: int = 50_000_000
+    max_decode_bytes: int = 128 * MiB  # memory one image may take to decode (images.py)
     max_parallel_uploads: int = 2
     max_query_chars: int = 1000
     max_query_terms: int = 32
@@ -77,6 +78,7 @@ _INT_SETTINGS = {
     "max_upload_bytes": (1024, 1 << 40),
     "max_json_bytes": (1024, 64 * MiB),
     "max_image_pixels": (1, 1_000_000_000),
+    "max_decode_bytes": (8 * MiB, 1 << 36),
     "max_parallel_uploads": (1, 64),
     "max_query_chars": (10, 100_000),
     "max_ranked_matches": (100, 10_000_000),

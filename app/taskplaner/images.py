@@ -1,12 +1,25 @@
 """Turn an uploaded file into a safe stored image and a WebP thumbnail, or refuse it.
 
 Safety rules (each failure is an ``ImageRejected`` with a reason used in metrics):
-- only JPEG, PNG, GIF and WebP are opened (Pillow's ``formats=`` allowlist): no SVG, no HTML;
-- the pixel count is checked from the header before any decoding (decompression bombs);
-- every frame is fully decoded, so truncated or corrupt files are refused;
-- EXIF (with GPS), XMP, IPTC and comments never reach the store. A JPEG that needs no
-  rotation keeps its compressed data bit for bit (only metadata segments are dropped);
-  anything rotated by its EXIF orientation, and PNG/WebP, is re-encoded without metadata.
+- only JPEG (MPO: its first picture), PNG, GIF and WebP are opened (Pillow's ``formats=``
+  allowlist): no SVG, no HTML;
+- the pixel count is checked from the header before any decoding (decompression bombs), and so
+  is the memory decoding would take (``decode_bytes``), against ``max_decode_bytes``;
+- every frame is decoded, so truncated or corrupt files are refused;
+- no metadata reaches the store: EXIF (GPS, camera), XMP, IPTC, comments, MPF pictures and
+  anything after the image's end are dropped from every format.
+
+Memory is bounded by design, because a 100 KB file can describe a 50-megapixel canvas:
+- JPEG keeps its compressed data bit for bit: the stream is copied segment by segment with the
+  metadata left out, and only a reduced-scale decode (libjpeg's DCT scaling) makes the
+  thumbnail. A JPEG that must be turned keeps one EXIF field, Orientation, which every browser
+  and viewer applies; re-encoding it upright would take ~6 bytes per pixel (300 MB at 50 Mpx)
+  and lose quality. Progressive JPEGs need libjpeg's whole-image coefficient buffer (2 bytes per
+  sample), which ``decode_bytes`` counts;
+- GIF keeps its frames bit for bit, with comment, application (XMP) and plain-text extensions
+  and trailing bytes removed;
+- PNG and WebP are decoded and re-encoded without metadata; ``decode_bytes`` counts the decoded
+  frame and the encoder's working copy.
 """
 
 from __future__ import annotations
@@ -15,15 +28,21 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
+        "WEBP": "image/webp"}
 MAX_FRAMES = 500
 JPEG_QUALITY = 90
 THUMB_QUALITY = 80
 EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # orientations that swap width and height
+# libwebp's canvas and previous frame, Pillow's copy and its mode conversion (measured)
+WEBP_BYTES_PER_PIXEL = 16
+CHUNK = 1024 * 1024
 
 # Pillow only warns between 1x and 2x its limit; a warning must never let a bomb through.
 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -38,19 +57,30 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class ProcessedImage:
-    data: bytes
     mime: str
-    width: int
+    width: int  # as displayed, after the orientation is applied
     height: int
     thumbnail: bytes
 
 
-def process(path: Path, max_pixels: int, thumb_px: int) -> ProcessedImage:
-    raw = path.read_bytes()
-    if not raw:
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int
+    max_decode_bytes: int
+    thumbnail_px: int
+
+
+def process(src: Path, out: BinaryIO, limits: ImageLimits) -> ProcessedImage:
+    """Write the image to store into ``out``; return what to record about it."""
+    if src.stat().st_size == 0:
         raise ImageRejected("empty", "the file is empty")
+    with src.open("rb") as fh:
+        size = webp_canvas(fh.read(32))
+    if size is not None:  # Pillow allocates a WebP's canvas as it opens the file
+        _check_budget(size[0] * size[1], WEBP_BYTES_PER_PIXEL, limits)
     try:
-        return _process(raw, max_pixels, thumb_px)
+        with Image.open(src, formats=ALLOWED_FORMATS) as img:
+            return _process(img, src, out, limits)
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -59,59 +89,126 @@ def process(path: Path, max_pixels: int, thumb_px: int) -> ProcessedImage:
         raise ImageRejected(
             "unsupported_type", "only JPEG, PNG, GIF and WebP images can be attached"
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError) as exc:
         raise ImageRejected("corrupt", f"the image could not be read: {exc}") from None
 
 
-def _process(raw: bytes, max_pixels: int, thumb_px: int) -> ProcessedImage:
-    img = Image.open(io.BytesIO(raw), formats=ALLOWED_FORMATS)
-    fmt = img.format or ""
+def decode_bytes(img: Image.Image, thumb_px: int) -> int:
+    """The memory processing this image takes, from its header alone (bench/run.py's
+    upload-memory rows measure it)."""
+    w, h = img.size
+    if img.format in ("JPEG", "MPO"):
+        if img.info.get("progressive"):
+            layers = getattr(img, "layer", None) or [(0, 1, 1, 0)] * 3
+            h_max = max(layer[1] for layer in layers)
+            v_max = max(layer[2] for layer in layers)
+            samples = sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+            return int(w * h * samples * 2)  # libjpeg keeps every coefficient, 16 bits each
+        scale = min(8, max(1, min(w, h) // (2 * thumb_px)))  # DCT scaling: only the draft
+        return (w // scale + 1) * (h // scale + 1) * 4
     frames = getattr(img, "n_frames", 1)
-    if img.width * img.height > max_pixels or frames > MAX_FRAMES:
-        raise ImageRejected("too_many_pixels", f"the image is larger than {max_pixels} pixels")
-    if img.width * img.height * frames > 4 * max_pixels:
-        raise ImageRejected("too_many_pixels", "the animation has too many pixels in all")
-    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    if img.format == "WEBP":
+        return w * h * WEBP_BYTES_PER_PIXEL
+    # Pillow keeps 1 byte per pixel for P and L, 4 for the rest (RGB too); the thumbnail
+    # needs a 4-byte copy of what reduce() cannot shrink; GIF frames after the first are
+    # composed on a 4-byte canvas beside the previous one.
+    decoded = 1 if img.mode in ("P", "L", "1") else 4
+    copy = 1 if img.mode in ("RGBA", "LA") else 0 if img.mode in REDUCIBLE else 4
+    animation = 8 if frames > 1 else 0
+    return w * h * (decoded + copy + animation)
 
-    if fmt == "JPEG" and orientation in (1, None):
-        width, height = img.size
-        # Decode at a reduced scale: this reads and checks all the compressed data, fast.
-        img.draft("RGB", (thumb_px * 2, thumb_px * 2))
-        img.load()
-        return ProcessedImage(
-            strip_jpeg_metadata(raw), MIME[fmt], width, height, _thumbnail(img, thumb_px)
+
+def _check_budget(units: int, bytes_per_unit: int, limits: ImageLimits) -> None:
+    needed = units * bytes_per_unit
+    if needed > limits.max_decode_bytes:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"decoding this image would take {needed // 2**20} MiB, more than the "
+            f"{limits.max_decode_bytes // 2**20} MiB allowed; send it with fewer pixels,"
+            " or as a baseline JPEG",
         )
 
-    for index in range(frames):  # decode every frame: truncation shows up here
-        img.seek(index)
-        img.load()
-    img.seek(0)
-    if fmt == "GIF":  # GIF has no EXIF; keep the animation as uploaded
-        return ProcessedImage(raw, MIME[fmt], img.width, img.height, _thumbnail(img, thumb_px))
 
-    upright = ImageOps.exif_transpose(img) if frames == 1 else img
-    out = io.BytesIO()
-    icc = img.info.get("icc_profile")
-    if fmt == "JPEG":
-        upright.save(out, "JPEG", quality=JPEG_QUALITY, icc_profile=icc)
-    elif fmt == "PNG":
-        upright.save(out, "PNG", compress_level=6, icc_profile=icc)
-    else:
-        upright.save(out, "WEBP", quality=JPEG_QUALITY, save_all=frames > 1, icc_profile=icc)
-    return ProcessedImage(
-        out.getvalue(), MIME[fmt], upright.width, upright.height, _thumbnail(upright, thumb_px)
-    )
+def webp_canvas(head: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas size from its first 30 bytes, or None if it is not a WebP."""
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    kind = head[12:16]
+    if kind == b"VP8X":
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if kind == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8 ":
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF)
+    return None
+
+
+def _process(img: Image.Image, src: Path, out: BinaryIO, limits: ImageLimits) -> ProcessedImage:
+    fmt = img.format or ""
+    frames = 1 if fmt in ("JPEG", "MPO") else getattr(img, "n_frames", 1)
+    pixels = img.width * img.height
+    if pixels > limits.max_pixels or frames > MAX_FRAMES:
+        raise ImageRejected("too_many_pixels", f"the image is larger than {limits.max_pixels} pixels")
+    if pixels * frames > 4 * limits.max_pixels:
+        raise ImageRejected("too_many_pixels", "the animation has too many pixels in all")
+    _check_budget(decode_bytes(img, limits.thumbnail_px), 1, limits)
+    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    orientation = orientation if orientation in range(1, 9) else 1
+
+    if fmt in ("JPEG", "MPO"):
+        width, height = img.size
+        img.draft("RGB", (limits.thumbnail_px * 2, limits.thumbnail_px * 2))
+        img.load()  # reads and checks all the compressed data, at a reduced scale
+        with src.open("rb") as fh:
+            strip_jpeg_metadata(fh, out, orientation)
+        if orientation in TURNED:
+            width, height = height, width
+        thumb = ImageOps.exif_transpose(img) if orientation != 1 else img
+        return ProcessedImage(MIME[fmt], width, height, _thumbnail(thumb, limits.thumbnail_px))
+
+    img.load()
+    if frames > 1:  # decode every frame (truncation shows up here), then draw the first
+        for index in range(1, frames):
+            img.seek(index)
+            img.load()
+        img.seek(0)
+        img.load()
+    if orientation != 1 and frames == 1 and fmt in ("PNG", "WEBP"):
+        # rare (an eXIf chunk), and browsers disagree on applying it: store it upright
+        upright = ImageOps.exif_transpose(img)
+        icc = img.info.get("icc_profile")
+        upright.save(out, fmt, icc_profile=icc, **REENCODE[fmt])
+        return ProcessedImage(MIME[fmt], upright.width, upright.height,
+                              _thumbnail(upright, limits.thumbnail_px))
+    with src.open("rb") as fh:
+        STRIP[fmt](fh, out)
+    return ProcessedImage(MIME[fmt], img.width, img.height, _thumbnail(img, limits.thumbnail_px))
 
 
 def _thumbnail(img: Image.Image, px: int) -> bytes:
-    thumb = img.copy()
-    if thumb.mode not in ("RGB", "RGBA"):
-        thumb = thumb.convert("RGBA" if "A" in thumb.getbands() or "transparency" in img.info
-                              else "RGB")
-    thumb.thumbnail((px, px), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    """Shrink first, then convert: no full-size copy of an RGB(A) image is made. Pillow would
+    copy an image with alpha whole to premultiply it, so those shrink one band at a time."""
+    factor = max(1, min(img.width, img.height, max(img.width, img.height) // (2 * px)))
+    small = img
+    if factor > 1 and img.mode in ("RGBA", "LA"):
+        bands = [img.getchannel(i).reduce(factor) for i in range(len(img.getbands()))]
+        small = Image.merge(img.mode, bands)
+    elif factor > 1 and img.mode in REDUCIBLE:
+        small = img.reduce(factor)
+    if small.mode not in ("RGB", "RGBA"):
+        alpha = "A" in small.getbands() or "transparency" in small.info
+        small = small.convert("RGBA" if alpha else "RGB")
+    scale = min(1.0, px / max(small.width, small.height))
+    size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))
+    thumb = small.resize(size, Image.Resampling.LANCZOS) if scale < 1 else small
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=THUMB_QUALITY)
     return out.getvalue()
+
+
+REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
 
 
 # JPEG segments kept when stripping: JFIF/JFXX (APP0), ICC profiles (APP2 "ICC_PROFILE"),
@@ -119,48 +216,214 @@ def _thumbnail(img: Image.Image, px: int) -> bytes:
 _KEEP_APP = {0xE0, 0xEE}
 
 
-def strip_jpeg_metadata(raw: bytes) -> bytes:
-    """Drop EXIF/XMP/IPTC/comment segments and anything after EOI, without re-encoding."""
-    if raw[:2] != b"\xff\xd8":
+class _Reader:
+    """Buffered reads from a file, for a parser that needs bytes one marker at a time."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.buf = b""
+
+    def fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            more = self.fh.read(CHUNK)
+            if not more:
+                return False
+            self.buf += more
+        return True
+
+    def take(self, n: int) -> bytes:
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+
+def _orientation_segment(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    payload = b"Exif\x00\x00" + exif.tobytes()
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def strip_jpeg_metadata(fh: BinaryIO, out: BinaryIO, orientation: int = 1) -> None:
+    """Copy a JPEG without EXIF/XMP/IPTC/comments and without anything after its end, in
+    chunks (no whole-file copy in memory). An orientation other than 1 is kept, alone."""
+    r = _Reader(fh)
+    if not r.fill(2) or r.take(2) != b"\xff\xd8":
         raise ImageRejected("corrupt", "not a JPEG stream")
-    out = bytearray(b"\xff\xd8")
-    pos, n = 2, len(raw)
-    while pos < n:
-        if raw[pos] != 0xFF:
+    out.write(b"\xff\xd8")
+    if orientation != 1:
+        out.write(_orientation_segment(orientation))
+    while r.fill(2):
+        if r.buf[0] != 0xFF:
             raise ImageRejected("corrupt", "broken JPEG segment structure")
-        marker = raw[pos + 1] if pos + 1 < n else -1
+        marker = r.buf[1]
         if marker == 0xFF:  # fill byte
-            pos += 1
+            r.take(1)
             continue
-        if marker == 0xD9:  # EOI: the image ends; trailing data (MPF, depth maps…) is dropped
-            out += b"\xff\xd9"
-            return bytes(out)
-        if marker == -1 or pos + 4 > n:
+        if marker == 0xD9:  # EOI: the image ends; MPF pictures, depth maps, HTML… are dropped
+            out.write(b"\xff\xd9")
+            return
+        if not r.fill(4):
             break
-        length = int.from_bytes(raw[pos + 2 : pos + 4], "big")
-        end = pos + 2 + length
-        if length < 2 or end > n:
+        length = int.from_bytes(r.buf[2:4], "big")
+        if length < 2 or not r.fill(2 + length):
             break
-        segment = raw[pos:end]
+        segment = r.take(2 + length)
         is_metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
         is_icc = marker == 0xE2 and segment[4:16] == b"ICC_PROFILE\x00"
         if not is_metadata or marker in _KEEP_APP or is_icc:
-            out += segment
-        pos = end
+            out.write(segment)
         if marker == 0xDA:  # start of scan: copy entropy-coded data up to the next marker
-            scan_end = _scan_end(raw, pos)
-            out += raw[pos:scan_end]
-            pos = scan_end
+            _copy_scan(r, out)
     raise ImageRejected("corrupt", "the JPEG ends before its end marker")
 
 
-def _scan_end(raw: bytes, pos: int) -> int:
+def _copy_scan(r: _Reader, out: BinaryIO) -> None:
+    """Copy entropy-coded bytes until a marker that is not stuffing (FF00), a restart marker
+    (FFD0-FFD7) or fill (FFFF); leave that marker in the reader."""
+    pos = 0
     while True:
-        pos = raw.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(raw):
-            return len(raw)
-        nxt = raw[pos + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-            pos += 1 if nxt == 0xFF else 2
+        found = r.buf.find(b"\xff", pos)
+        if found < 0:
+            out.write(r.take(len(r.buf)))
+            pos = 0
+            if not r.fill(1):
+                return
             continue
-        return pos
+        if found + 1 >= len(r.buf) and not r.fill(found + 2):
+            out.write(r.take(len(r.buf)))
+            return
+        nxt = r.buf[found + 1]
+        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+            pos = found + 2
+        elif nxt == 0xFF:
+            pos = found + 1
+        else:
+            out.write(r.take(found))
+            return
+
+
+_GIF_KEEP_APPS = (b"NETSCAPE2.0", b"ANIMEXTS1.0")  # the loop count of an animation
+
+
+def strip_gif_metadata(raw: bytes, out: BinaryIO) -> None:
+    """Copy a GIF with only what draws it: header, colour tables, graphic control, images and
+    the loop count. Comments, XMP and other application data, plain text and trailing bytes
+    go. (A GIF is at most the upload limit and usually small, so it is parsed in memory.)"""
+    if raw[:6] not in (b"GIF87a", b"GIF89a") or len(raw) < 13:
+        raise ImageRejected("corrupt", "not a GIF stream")
+    pos = 13
+    if raw[10] & 0x80:
+        pos += 3 * (2 << (raw[10] & 7))
+    parts = [raw[:pos]]
+    while pos < len(raw):
+        kind = raw[pos]
+        if kind == 0x3B:  # trailer
+            parts.append(b"\x3b")
+            out.write(b"".join(parts))
+            return
+        if kind == 0x2C:  # image descriptor, local colour table, LZW code size, data
+            end = pos + 10
+            if end > len(raw):
+                break
+            if raw[pos + 9] & 0x80:
+                end += 3 * (2 << (raw[pos + 9] & 7))
+            end = _sub_blocks_end(raw, end + 1)
+            parts.append(raw[pos:end])
+        elif kind == 0x21 and pos + 1 < len(raw):  # extension: label, then sub-blocks
+            label = raw[pos + 1]
+            end = _sub_blocks_end(raw, pos + 2)
+            app_id = raw[pos + 3 : pos + 14] if label == 0xFF else b""
+            if label == 0xF9 or app_id in _GIF_KEEP_APPS:
+                parts.append(raw[pos:end])
+        else:
+            break
+        pos = end
+    raise ImageRejected("corrupt", "the GIF ends before its trailer")
+
+
+def _sub_blocks_end(raw: bytes, pos: int) -> int:
+    while pos < len(raw):
+        size = raw[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+    raise ImageRejected("corrupt", "the GIF ends inside a block")
+
+
+def _strip_gif(fh: BinaryIO, out: BinaryIO) -> None:
+    strip_gif_metadata(fh.read(), out)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that draw the image (APNG's included); text (XMP lives in iTXt), eXIf, tIME, private
+# chunks and anything after IEND are left out.
+_PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP",
+             b"sBIT", b"pHYs", b"bKGD", b"cICP", b"acTL", b"fcTL", b"fdAT"}
+
+
+def strip_png_metadata(fh: BinaryIO, out: BinaryIO) -> None:
+    """Copy a PNG chunk by chunk, keeping only ``_PNG_KEEP``; stop after IEND."""
+    if fh.read(8) != PNG_SIGNATURE:
+        raise ImageRejected("corrupt", "not a PNG stream")
+    out.write(PNG_SIGNATURE)
+    while len(head := fh.read(8)) == 8:
+        length, kind = int.from_bytes(head[:4], "big"), head[4:]
+        keep = kind in _PNG_KEEP
+        if keep:
+            out.write(head)
+        _copy_or_skip(fh, out if keep else None, length + 4)  # data and CRC
+        if kind == b"IEND":
+            return
+    raise ImageRejected("corrupt", "the PNG ends before IEND")
+
+
+# WebP (RIFF) chunks that draw the image; EXIF, XMP and unknown chunks are left out.
+_WEBP_KEEP = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"}
+_VP8X_EXIF, _VP8X_XMP = 0x08, 0x04
+
+
+def strip_webp_metadata(fh: BinaryIO, out: BinaryIO) -> None:
+    """Copy a WebP keeping only ``_WEBP_KEEP`` chunks, with the VP8X flags and the RIFF size
+    rewritten to match; bytes after the RIFF container are left out."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        raise ImageRejected("corrupt", "not a WebP stream")
+    end = 8 + int.from_bytes(head[4:8], "little")
+    kept: list[tuple[int, bytes, int]] = []  # (offset of data, fourcc, padded size)
+    pos = 12
+    while pos + 8 <= end:
+        fh.seek(pos)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            break
+        size = int.from_bytes(chunk[4:], "little")
+        padded = size + (size & 1)
+        if chunk[:4] in _WEBP_KEEP:
+            kept.append((pos + 8, chunk[:4], padded))
+        pos += 8 + padded
+    if pos != end or fh.seek(0, 2) < end or not kept:
+        raise ImageRejected("corrupt", "broken WebP chunk structure")
+    out.write(b"RIFF" + (4 + sum(8 + p for _, _, p in kept)).to_bytes(4, "little") + b"WEBP")
+    for offset, fourcc, padded in kept:
+        fh.seek(offset)
+        out.write(fourcc + (padded if fourcc != b"VP8X" else 10).to_bytes(4, "little"))
+        if fourcc == b"VP8X":
+            flags = fh.read(padded)
+            out.write(bytes([flags[0] & ~(_VP8X_EXIF | _VP8X_XMP) & 0xFF]) + flags[1:])
+            continue
+        _copy_or_skip(fh, out, padded)
+
+
+def _copy_or_skip(fh: BinaryIO, out: BinaryIO | None, n: int) -> None:
+    while n > 0:
+        data = fh.read(min(n, CHUNK))
+        if not data:
+            raise ImageRejected("corrupt", "the image ends inside a chunk")
+        if out is not None:
+            out.write(data)
+        n -= len(data)
+
+
+STRIP = {"GIF": _strip_gif, "PNG": strip_png_metadata, "WEBP": strip_webp_metadata}
+REENCODE: dict[str, dict[str, object]] = {"PNG": {"compress_level": 6},
+                                          "WEBP": {"quality": JPEG_QUALITY}}

@@ -10,6 +10,7 @@ from .auth import Auth, LoginThrottle
 from .blobs import BlobStore
 from .config import Settings
 from .db import Database, get_setting, set_setting
+from .images import ImageLimits
 from .items import ItemLimits, Items
 from .metrics import Metrics
 from .search import Search
@@ -60,8 +61,8 @@ def open_services(settings: Settings) -> Services:
         db,
         blobs,
         UploadLimits(
-            settings.max_upload_bytes, settings.max_image_pixels, settings.thumbnail_px,
-            settings.max_parallel_uploads,
+            settings.max_upload_bytes, settings.max_parallel_uploads,
+            ImageLimits(settings.max_image_pixels, settings.max_decode_bytes, settings.thumbnail_px),
         ),
     )
     auth = Auth(

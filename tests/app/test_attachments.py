@@ -10,7 +10,7 @@ import time
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import create_item, image_bytes, make_settings, start_server, stop_server
 
@@ -75,14 +75,24 @@ def test_upload_returns_metadata_and_serves_image_and_thumbnail(app, client):
     assert app.anon().get(app.url(att["url"])).status_code == 401
 
 
-def test_exif_orientation_is_applied_and_metadata_removed(app, client):
+def test_a_turned_jpeg_keeps_its_pixels_and_only_its_orientation(app, client):
+    """Turning a JPEG upright would mean decoding and re-encoding it (lossy, ~6 bytes a pixel):
+    the stored file keeps the compressed data and one EXIF field, Orientation, that browsers
+    apply; the API reports the size as shown and the thumbnail is upright."""
+    original = jpeg_with_exif(orientation=6)
     item = create_item(client, app)
-    att = upload(client, app, item["id"], jpeg_with_exif(orientation=6)).json()
-    assert (att["width"], att["height"]) == (20, 40)  # rotated upright
+    att = upload(client, app, item["id"], original).json()
+    assert (att["width"], att["height"]) == (20, 40)  # as displayed
     stored = client.get(app.url(att["url"])).content
     img = Image.open(io.BytesIO(stored))
-    assert img.size == (20, 40) and not img.getexif()
+    assert dict(img.getexif()) == {0x0112: 6}
     assert b"PhoneMaker" not in stored and b"GPS" not in stored
+    assert img.tobytes() == Image.open(io.BytesIO(original)).tobytes()  # not re-encoded
+    shown = ImageOps.exif_transpose(img)
+    thumb = Image.open(io.BytesIO(client.get(app.url(att["thumbnail_url"])).content)).convert("RGB")
+    assert shown.size == (20, 40) and thumb.size == (20, 40)
+    # the yellow quarter moves with the turn: top right once shown upright
+    assert thumb.getpixel((17, 2))[2] < 100 and shown.convert("RGB").getpixel((17, 2))[2] < 100
 
 
 def test_upright_jpeg_is_stripped_losslessly(app, client):

@@ -359,6 +359,12 @@ async function saveEditor() {
   } catch (err) { $("#editor-error").textContent = err.message; }
 }
 
+// The server processes at most two uploads at once and answers more with 429 and Retry-After:
+// the page sends two at a time and waits as told when another tab or client holds the slots.
+const UPLOADS_AT_ONCE = 2;
+const uploadQueue = [];
+let uploadsRunning = 0;
+
 function upload(file) {
   const row = document.createElement("li");
   const name = document.createElement("span");
@@ -368,15 +374,36 @@ function upload(file) {
   bar.setAttribute("aria-label", `Uploading ${name.textContent}`);
   row.append(name, bar);
   $("#uploads").append(row);
+  uploadQueue.push({ file, row, name, bar, itemId: editing.id, tries: 0 });
+  pumpUploads();
+}
+
+function pumpUploads() {
+  while (uploadsRunning < UPLOADS_AT_ONCE && uploadQueue.length) {
+    uploadsRunning += 1;
+    sendUpload(uploadQueue.shift());
+  }
+}
+
+function sendUpload(job) {
+  const { file, row, name, bar } = job;
+  const finish = () => { uploadsRunning -= 1; pumpUploads(); };
   const body = new FormData();
   body.append("file", file, file.name || "pasted.png");
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", `/api/v1/items/${editing.id}/attachments`);
+  xhr.open("POST", `/api/v1/items/${job.itemId}/attachments`);
   xhr.setRequestHeader("X-CSRF-Token", csrf());
   xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) bar.value = Math.round((e.loaded / e.total) * 100); });
   xhr.addEventListener("load", () => {
     let data = null;
     try { data = JSON.parse(xhr.responseText); } catch (err) { /* not JSON */ }
+    if (xhr.status === 429 && job.tries < 10) {
+      job.tries += 1;
+      bar.value = 0;
+      const wait = Number(xhr.getResponseHeader("Retry-After")) || 2;
+      setTimeout(() => sendUpload(job), wait * 1000);
+      return;
+    }
     if (xhr.status === 201 && data) {
       bar.value = 100;
       row.classList.add("done");
@@ -391,10 +418,12 @@ function upload(file) {
       row.classList.add("failed");
       name.textContent = `${name.textContent}: ${data && data.error ? data.error.message : `upload failed (${xhr.status})`}`;
     }
+    finish();
   });
-  xhr.addEventListener("error", () => { row.classList.add("failed"); name.textContent += ": network error"; });
+  xhr.addEventListener("error", () => { row.classList.add("failed"); name.textContent += ": network error"; finish(); });
   xhr.send(body);
 }
+
 function setupEditor() {
   const dialog = $("#editor");
   if (!dialog) return;
