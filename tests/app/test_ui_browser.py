@@ -209,6 +209,23 @@ def test_upload_shows_progress_thumbnail_markdown_reference_and_lightbox(page, t
     shot(page, "list-light")
 
 
+def test_many_files_at_once_all_arrive(page, tmp_path):
+    """The server takes two uploads at a time; the page queues the rest instead of failing."""
+    login(page)
+    capture(page, "Album")
+    page.locator("li.item").first.get_by_role("button", name=re.compile("^Edit")).click()
+    files = []
+    for n, colour in enumerate(("red", "green", "blue", "gray", "navy", "olive")):
+        files.append(tmp_path / f"p{n}.png")
+        files[-1].write_bytes(image_bytes("PNG", size=(900, 700), color=colour))
+    page.locator("#edit-files").set_input_files([str(f) for f in files])
+    rows = page.locator("#uploads li")
+    expect(rows).to_have_count(6)
+    expect(page.locator("#uploads li.done")).to_have_count(6, timeout=20_000)
+    expect(page.locator("#uploads li.failed")).to_have_count(0)
+    assert page.locator("#edit-body").input_value().count("/api/v1/blobs/") == 6
+
+
 def test_ticking_a_task_is_saved_and_a_refused_tick_is_reverted(page, server):
     login(page)
     capture(page, "[ ] call the plumber #home")
