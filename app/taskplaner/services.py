@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from .attachments import Attachments, UploadLimits
 from .auth import Auth, LoginThrottle
@@ -29,6 +30,7 @@ class Services:
     search: Search
     auth: Auth
     metrics: Metrics
+    transfer_lock: threading.Lock = field(default_factory=threading.Lock)  # one import at a time
 
     def close(self) -> None:
         self.db.close()

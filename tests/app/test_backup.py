@@ -137,3 +137,107 @@ def test_cli_backup_and_restore(app, client, tmp_path):
     assert everything(client, app) == before
     check = run("check")
     assert check.returncode == 0 and "ok" in check.stderr
+
+
+def _v2(items: list, attachments: list, blobs: dict[str, bytes] | None = None,
+        manifest: dict | None = None) -> bytes:
+    lines = lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()
+    members = {"taskplaner.json": json.dumps(manifest or {"format": "taskplaner-export", "version": 2}).encode(),
+               "attachments.jsonl": lines(attachments)}
+    members.update({f"blobs/{h[:2]}/{h}": data for h, data in (blobs or {}).items()})
+    members["items.jsonl"] = lines(items)
+    return _tar(members)
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+NOTE = {"id": 1, "type": "note", "title": "x", "body": "", "created": "c", "updated": "u"}
+
+
+def _attachment(**fields):
+    img = image_bytes("PNG", (8, 8))
+    row = {"id": 1, "item_id": 1, "hash": _sha(img), "thumb_hash": _sha(img), "filename": "f",
+           "mime": "image/png", "size": len(img), "width": 8, "height": 8, "created": "c"}
+    row.update(fields)
+    return row, img
+
+
+def test_import_refuses_bad_shapes_and_leaves_no_file(app, client):
+    populate(client, app)
+    before = everything(client, app)
+    blobs_before = sorted(app.services.blobs.all_digests())
+    row, img = _attachment()
+    big = b"\0" * (app.services.settings.max_upload_bytes + 1)
+    cases = {
+        "tags not a list": _v2([{**NOTE, "tags": 5}], []),
+        "item id not a number": _v2([{**NOTE, "id": "abc"}], []),
+        "item id huge": _v2([{**NOTE, "id": 10**30}], []),
+        "item ids repeat": _v2([NOTE, NOTE], []),
+        "attachment item_id a list": _v2([NOTE], [_attachment(item_id=[1])[0]], {row["hash"]: img}),
+        "attachment size null": _v2([NOTE], [_attachment(size=None)[0]], {row["hash"]: img}),
+        "attachment ids repeat": _v2([NOTE], [row, {**row, "thumb_hash": row["hash"]}], {row["hash"]: img}),
+        "attachment of no item": _v2([NOTE], [_attachment(item_id=7)[0]], {row["hash"]: img}),
+        "unreferenced member": _v2([NOTE], [row], {row["hash"]: img, _sha(b"junk"): b"junk"}),
+        "member over the upload limit": _v2([NOTE], [_attachment(hash=_sha(big))[0]],
+                                            {_sha(big): big, row["hash"]: img}),
+        "items before blobs": _tar({"taskplaner.json": b'{"format": "taskplaner-export", "version": 2}',
+                                    "items.jsonl": b"", "attachments.jsonl": b""}),
+        "deep json line": _tar({
+            "taskplaner.json": b'{"format": "taskplaner-export", "version": 2}',
+            "attachments.jsonl": b"[" * 10_000 + b"]" * 10_000 + b"\n", "items.jsonl": b""}),
+        "surrogate in a title": _tar({
+            "taskplaner.json": b'{"format": "taskplaner-export", "version": 2}', "attachments.jsonl": b"",
+            "items.jsonl": b'{"id": 1, "type": "note", "title": "\\ud800", "created": "c", "updated": "u"}\n'}),
+        "big manifest": _v2([], [], manifest={"format": "taskplaner-export", "version": 2, "pad": "x" * 70_000}),
+        "version 3": _v2([], [], manifest={"format": "taskplaner-export", "version": 3}),
+    }
+    for name, data in cases.items():
+        res = client.post(app.url("/api/v1/import"), data=data, headers={"Content-Type": "application/gzip"})
+        assert res.status_code == 422, (name, res.text)
+        assert res.json()["error"]["code"] == "bad_archive", name
+        assert list(app.services.blobs.tmp_dir.iterdir()) == [], name
+        assert sorted(app.services.blobs.all_digests()) == blobs_before, name
+    assert everything(client, app) == before
+
+
+def test_version_1_archives_still_import(app, client):
+    row, img = _attachment()
+    archive = _tar({"taskplaner.json": json.dumps({
+        "format": "taskplaner-export", "version": 1, "items": [{**NOTE, "tags": ["old"]}],
+        "attachments": [row]}).encode(), f"blobs/{row['hash'][:2]}/{row['hash']}": img})
+    res = client.post(app.url("/api/v1/import"), data=archive, headers={"Content-Type": "application/gzip"})
+    assert res.status_code == 200, res.text
+    assert res.json()["imported"] == {"items": 1, "attachments": 1}
+    item = client.get(app.url("/api/v1/items/1")).json()
+    assert item["tags"] == ["old"] and item["attachments"][0]["hash"] == row["hash"]
+
+
+def test_an_export_streams_as_manifest_attachments_blobs_items(app, client):
+    populate(client, app)
+    res = client.get(app.url("/api/v1/export"))
+    with tarfile.open(fileobj=io.BytesIO(res.content), mode="r:gz") as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile("taskplaner.json").read())
+        items = tar.extractfile("items.jsonl").read().decode().splitlines()
+    assert names[:2] == ["taskplaner.json", "attachments.jsonl"] and names[-1] == "items.jsonl"
+    assert all(n.startswith("blobs/") for n in names[2:-1]) and len(names) == 5
+    assert manifest["version"] == 2 and manifest["counts"] == {"items": 2, "attachments": 1}
+    assert len(items) == 2 and {json.loads(line)["title"] for line in items} == {"Trip", "Renew passport"}
+
+
+def test_cli_restore_says_what_is_wrong_in_one_line(app, tmp_path):
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(app.services.settings.data_dir)}
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(_tar({"taskplaner.json": b'{"format": "taskplaner-export", "version": 2}',
+                          "attachments.jsonl": b"{}\n", "items.jsonl": b""}))
+    for path in (tmp_path / "missing.tar.gz", bad, tmp_path):
+        result = subprocess.run([sys.executable, "-m", "taskplaner", "restore", str(path)], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (path, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("taskplaner: "), result.stderr
+        assert "Traceback" not in result.stderr
