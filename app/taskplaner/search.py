@@ -6,7 +6,9 @@ Language::
 
     word            every word must match (prefix-free, diacritics ignored)
     "exact phrase"  words next to each other
-    pre*            prefix
+    pre*            prefix of 2 or more characters, at most 8 in a query (a shorter prefix, or
+                    one beyond the 8th, is searched as a word: one letter matches nearly every
+                    note, and each prefix merges the lists of every word it starts)
     -word -"a b"    exclude
     a OR b          either (binds the terms on both sides)
     tag:name  type:note|task  status:open|done|archived   filters (-tag:name excludes)
@@ -42,6 +44,9 @@ SNIPPET_CHARS = 160
 BM25_WEIGHTS = (10.0, 5.0, 1.0)  # title, tags, body
 TRIGRAM = 3
 _TOKEN_RE = re.compile(r'-?"[^"]*"?|\S+')
+MIN_PREFIX_CHARS = 2
+MAX_PREFIX_TERMS = 8
+MAX_SCAN_TERMS = 4
 FILTERS = ("tag", "type", "status")
 
 
@@ -76,7 +81,7 @@ def _needs_substring(text: str) -> bool:
 def parse(text: str, max_chars: int = 1000, max_terms: int = 32) -> Query:
     """Parse any string into a Query; never raises. Excess length and terms are dropped."""
     query = Query()
-    tokens = _TOKEN_RE.findall(strip_controls(text[:max_chars]))
+    tokens = _TOKEN_RE.findall(unicodedata.normalize("NFC", strip_controls(text[:max_chars])))
     join_next = False
     for token in tokens:
         if len(query.terms) + len(query.excluded) >= max_terms:
@@ -97,19 +102,28 @@ def parse(text: str, max_chars: int = 1000, max_terms: int = 32) -> Query:
         if body.startswith('"'):
             term = Term(body.strip('"'))
         elif body.endswith("*") and len(body.rstrip("*")) > 0:
-            term = Term(body.rstrip("*"), prefix=True)
+            prefixes = sum(t.prefix for t in query.terms + query.excluded)
+            text = body.rstrip("*")
+            term = Term(text, prefix=len(text) >= MIN_PREFIX_CHARS and prefixes < MAX_PREFIX_TERMS)
         else:
             term = Term(body)
         if not term.text.strip():
             continue
+        # Half-width katakana and full-width Latin in a query also match their usual forms
+        same = [term] + [Term(alt, term.prefix) for alt in _compatibility_form(term.text)]
         if negated:
-            query.excluded.append(term)
+            query.excluded += same
         elif join_next:
-            query.groups[-1].append(term)
+            query.groups[-1] += same
         else:
-            query.groups.append([term])
+            query.groups.append(same)
         join_next = False
     return query
+
+
+def _compatibility_form(text: str) -> list[str]:
+    alt = unicodedata.normalize("NFKC", text)
+    return [alt] if alt != text and alt.strip() else []
 
 
 def _fts_string(term: Term) -> str:
@@ -137,16 +151,42 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _substring_condition(term: Term, args: list[Any]) -> str:
-    if len(term.text) >= TRIGRAM:
-        args.append('"' + term.text.replace('"', '""') + '"')
-        return "items.id IN (SELECT rowid FROM items_trigram WHERE items_trigram MATCH ?)"
-    pattern = _like(term.text)
-    args.extend([pattern] * 3)
+def _trigram_string(term: Term) -> str:
+    return '"' + term.text.replace('"', '""') + '"'
+
+
+def _like_condition(term: Term, args: list[Any]) -> str:
+    args.extend([_like(term.text)] * 3)
     return (
         "(items.title LIKE ? ESCAPE '\\' OR items.body LIKE ? ESCAPE '\\'"
         " OR items.tags_text LIKE ? ESCAPE '\\')"
     )
+
+
+def _substring_condition(group: list[Term], args: list[Any]) -> str:
+    """One condition for an OR group: its terms of 3+ characters as one trigram query (the
+    index merges them), shorter ones as LIKE scans."""
+    parts = []
+    long = [t for t in group if len(t.text) >= TRIGRAM]
+    if long:
+        args.append(" OR ".join(_trigram_string(t) for t in long))
+        parts.append("items.id IN (SELECT rowid FROM items_trigram WHERE items_trigram MATCH ?)")
+    parts += [_like_condition(t, args) for t in group if len(t.text) < TRIGRAM]
+    return "(" + " OR ".join(parts) + ")"
+
+
+class _ScanBudget:
+    """At most MAX_SCAN_TERMS terms shorter than a trigram per query: each one is a LIKE scan
+    of every note (the rest are left out, as terms beyond ``max_terms`` are)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_SCAN_TERMS
+
+    def keep(self, term: Term) -> bool:
+        if len(term.text) >= TRIGRAM:
+            return True
+        self.left -= 1
+        return self.left >= 0
 
 
 def _filter_sql(query: Query, args: list[Any]) -> list[str]:
@@ -220,7 +260,9 @@ class Search:
         with self.db.snapshot() as conn:
             if not query.groups and not query.excluded:
                 rows, mode = self._substring(conn, query, limit, offset), "filter"
-            elif query.groups and not any(_needs_substring(t.text) for t in query.terms) and (
+            elif query.groups and not any(
+                _needs_substring(t.text) for t in query.terms + query.excluded
+            ) and (
                 expr := word_match(query)
             ):
                 rows, mode = self._words(conn, query, expr, limit, offset), "words"
@@ -283,10 +325,13 @@ class Search:
     ) -> list[sqlite3.Row]:
         args: list[Any] = []
         where = []
+        budget = _ScanBudget()
         for group in query.groups:
-            where.append("(" + " OR ".join(_substring_condition(t, args) for t in group) + ")")
+            if kept := [t for t in group if budget.keep(t)]:
+                where.append(_substring_condition(kept, args))
         for term in query.excluded:
-            where.append("NOT " + _substring_condition(term, args))
+            if budget.keep(term):
+                where.append("NOT " + _substring_condition([term], args))
         where += _filter_sql(query, args) or ["1"]
         sql = (
             "SELECT items.*, NULL AS snip FROM items"

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -65,16 +66,24 @@ def strip_controls(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def stored_text(text: str) -> str:
+    """Text as the app stores it: without C0 controls, and composed (NFC), so that "é" typed
+    on one system and "e" + combining accent from another are the same text to search."""
+    return unicodedata.normalize("NFC", strip_controls(text))
+
+
 def clean_text(value: Any, field: str, max_chars: int) -> str:
     if not isinstance(value, str):
         raise invalid(field, f"{field} must be a string")
-    value = strip_controls(value)
+    value = stored_text(value)
     if len(value) > max_chars:
         raise invalid(field, f"{field} is longer than {max_chars} characters")
     return value
 
 
 def tag_name(value: Any, field: str = "tags") -> str:
+    if isinstance(value, str):
+        value = unicodedata.normalize("NFC", value)
     if not isinstance(value, str) or not TAG_RE.match(value.strip().lstrip("#")):
         raise invalid(
             field,

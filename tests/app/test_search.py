@@ -77,6 +77,36 @@ def test_cjk_text_and_substrings_are_findable(app, client, corpus):
     assert titles(client, app, "arterl") == ["Quarterly report"]  # inside a word
 
 
+def test_excluding_a_cjk_word_works_beside_latin_words(app, client, corpus):
+    create_item(client, app, title="oat porridge", body="oat 検索 note")
+    create_item(client, app, title="oat bars", body="plain")
+    assert set(titles(client, app, "oat")) == {"oat bars", "oat porridge"}
+    assert titles(client, app, "oat -検索") == ["oat bars"]
+    assert titles(client, app, "oat -検") == ["oat bars"]  # one character: a scan
+
+
+def test_decomposed_and_half_width_queries_find_composed_text(app, client, corpus):
+    create_item(client, app, title="カタカナ メモ", body="plain")
+    decomposed = "cafe\u0301"  # e + combining acute, as macOS file names are
+    assert titles(client, app, decomposed) == ["Café notes"]
+    assert titles(client, app, "ｶﾀｶﾅ") == ["カタカナ メモ"]  # half-width katakana
+    assert titles(client, app, "ＭＥＭＯ") == [] and titles(client, app, "ｍｅｍｏ") == []
+    create_item(client, app, title="memo pad", body="x")
+    assert titles(client, app, "ｍｅｍｏ") == ["memo pad"]  # full-width Latin query
+    # and text stored decomposed is found by a composed query
+    create_item(client, app, title="Jose\u0301 notes", body="x")
+    assert titles(client, app, "José") == ["José notes"]
+
+
+def test_a_query_costs_a_bounded_number_of_prefix_merges_and_scans():
+    """Prefixes of one letter match nearly everything, and each prefix or short substring
+    term is a merge or a scan; beyond the bounds the query stays valid and cheap."""
+    query = parse(" OR ".join(f"{c}*" for c in "abcdefghijklmnopqrstuvwxyz"))
+    assert not any(t.prefix for t in query.terms)  # one letter: searched as a word
+    query = parse(" ".join(f"{c}{c}*" for c in "abcdefghijkl"))
+    assert [t.prefix for t in query.terms] == [True] * 8 + [False] * 4
+
+
 def test_pagination_over_search_results(app, client):
     for i in range(5):
         create_item(client, app, title=f"match {i}")
