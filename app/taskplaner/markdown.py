@@ -1,14 +1,21 @@
 """Markdown to safe HTML: markdown-it-py (CommonMark, raw HTML off) then nh3 (an allowlist).
 
 Images may only point at this app's own blobs, links only at http(s)/mailto, and every link gets
-rel="noopener noreferrer nofollow". The result is safe to insert into the page as HTML."""
+rel="noopener noreferrer nofollow". The result is safe to insert into the page as HTML.
+
+Rendering time grows faster than the text for some inputs (markdown-it-py spends ~11 s on
+500,000 characters of "![", 1.2 s on ordinary text of that length), so only a bounded part is
+rendered: ``PREVIEW_CHARS`` for a card in a list (the card shows its first 16rem anyway) and
+``MAX_RENDER_CHARS`` for the editor's preview; the rest is marked as not shown."""
 
 from __future__ import annotations
 
 import nh3
 from markdown_it import MarkdownIt
 
-_md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+# maxNesting 20 (CommonMark's preset: 100) bounds how far a run of "[" or "![" is re-scanned
+# for a link label: 4,000 characters of "![" render in ~90 ms instead of ~410 ms.
+_md = MarkdownIt("commonmark", {"html": False, "maxNesting": 20}).enable(["table", "strikethrough"])
 
 TAGS = {
     "p",
@@ -47,6 +54,8 @@ ATTRIBUTES = {
     "td": {"align"},
 }
 BLOB_PREFIX = "/api/v1/blobs/"
+PREVIEW_CHARS = 4_000
+MAX_RENDER_CHARS = 100_000
 
 
 def _only_own_images(tag: str, attribute: str, value: str) -> str | None:
@@ -55,9 +64,20 @@ def _only_own_images(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-def render(text: str) -> str:
+def render(text: str, max_chars: int = MAX_RENDER_CHARS) -> str:
+    """Safe HTML for the first ``max_chars`` characters (cut at a line end), with a note
+    when more was left out."""
+    rest = ""
+    if len(text) > max_chars:
+        cut = text.rfind("\n", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars]
+        rest = f'<p class="truncated">… (the first {len(text):,} characters are shown)</p>'
+    return _clean(_md.render(text)) + rest
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
-        _md.render(text),
+        html,
         tags=TAGS,
         attributes=ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import create_item
-from taskplaner.markdown import render
+from taskplaner.markdown import MAX_RENDER_CHARS, PREVIEW_CHARS, render
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,21 @@ def test_manifest_and_service_worker_are_served(app):
     worker = anon.get(app.url("/sw.js"))
     assert worker.status_code == 200 and "javascript" in worker.headers["Content-Type"]
     assert anon.get(app.url("/static/../config.py")).status_code in (403, 404)
+
+
+def test_long_bodies_render_a_bounded_part(app, client):
+    """A card shows its first 16rem, so a list renders the start of each body; the editor's
+    preview renders up to MAX_RENDER_CHARS. Pathological markdown ("![" repeated) is the case
+    whose cost grows fastest."""
+    body = "![" * 250_000
+    item = create_item(client, app, title="long", body=body)
+    card = client.get(app.url(f"/ui/items/{item['id']}")).text
+    assert len(card) < PREVIEW_CHARS * 2 and "characters are shown" in card
+    page = client.get(app.url("/")).text
+    assert len(page) < 100_000 and "characters are shown" in page
+    res = client.post(app.url("/ui/preview"), json={"markdown": "word " * 40_000})
+    html = res.json()["html"]
+    assert res.status_code == 200 and "characters are shown" in html
+    assert html.count("word") <= MAX_RENDER_CHARS // 5 + 10
+    short = client.post(app.url("/ui/preview"), json={"markdown": "*hi*"}).json()["html"]
+    assert short == "<p><em>hi</em></p>\n"

@@ -15,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from ..errors import AppError
+from ..markdown import PREVIEW_CHARS
 from ..markdown import render as render_markdown
 from ..services import Services
 from .bodies import json_body
@@ -40,7 +41,7 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 # render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
-_env.filters["markdown"] = lambda text: Markup(render_markdown(text or ""))  # noqa: S704
+_env.filters["markdown"] = lambda text: Markup(render_markdown(text or "", PREVIEW_CHARS))  # noqa: S704
 
 
 def html(template: str, **context: Any) -> str:
@@ -110,7 +111,7 @@ def register(app: bottle.Bottle, services: Services) -> None:
         text = body.get("markdown") if isinstance(body, dict) else None
         if not isinstance(text, str):
             raise AppError(400, "invalid", "markdown must be a string", "markdown")
-        return {"html": render_markdown(text[: s.settings.max_body_chars])}
+        return {"html": render_markdown(text)}
 
     @app.get("/manifest.webmanifest", public=True)
     def manifest() -> Any:
