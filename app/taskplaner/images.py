@@ -43,6 +43,8 @@ TURNED = (5, 6, 7, 8)  # orientations that swap width and height
 # libwebp's canvas and previous frame, Pillow's copy and its mode conversion (measured)
 WEBP_BYTES_PER_PIXEL = 16
 CHUNK = 1024 * 1024
+STREAM_BYTES = 8 * CHUNK  # read buffers of the strippers and decoders (measured)
+SLACK = 1.05  # decoders' and the allocator's share beyond the pixels (measured, PNG RGBA)
 
 # Pillow only warns between 1x and 2x its limit; a warning must never let a bomb through.
 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -98,24 +100,29 @@ def decode_bytes(img: Image.Image, thumb_px: int) -> int:
     upload-memory rows measure it)."""
     w, h = img.size
     if img.format in ("JPEG", "MPO"):
-        if img.info.get("progressive"):
-            layers = getattr(img, "layer", None) or [(0, 1, 1, 0)] * 3
-            h_max = max(layer[1] for layer in layers)
-            v_max = max(layer[2] for layer in layers)
-            samples = sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
-            return int(w * h * samples * 2)  # libjpeg keeps every coefficient, 16 bits each
-        scale = min(8, max(1, min(w, h) // (2 * thumb_px)))  # DCT scaling: only the draft
-        return (w // scale + 1) * (h // scale + 1) * 4
+        # DCT scaling as Pillow's draft() picks it: 1/1, 1/2, 1/4 or 1/8, at least 2× the thumb
+        fit = min(w, h) // (2 * thumb_px)
+        scale = next(sc for sc in (8, 4, 2, 1) if fit >= sc or sc == 1)
+        draft = (w // scale + 1) * (h // scale + 1) * 4 + STREAM_BYTES
+        if not img.info.get("progressive"):
+            return draft
+        layers = getattr(img, "layer", None) or [(0, 1, 1, 0)] * 3
+        h_max = max(layer[1] for layer in layers)
+        v_max = max(layer[2] for layer in layers)
+        samples = sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+        return int(w * h * samples * 2) + draft  # libjpeg keeps every coefficient, 16 bits each
     frames = getattr(img, "n_frames", 1)
+    factor = _reduce_factor(w, h, thumb_px)
+    shrunk = (w // factor + 1) * (h // factor + 1) * 4 if factor > 1 else 0  # the thumbnail's start
     if img.format == "WEBP":
-        return w * h * WEBP_BYTES_PER_PIXEL
+        return int(w * h * WEBP_BYTES_PER_PIXEL * SLACK) + shrunk + STREAM_BYTES
     # Pillow keeps 1 byte per pixel for P and L, 4 for the rest (RGB too); the thumbnail
     # needs a 4-byte copy of what reduce() cannot shrink; GIF frames after the first are
     # composed on a 4-byte canvas beside the previous one.
     decoded = 1 if img.mode in ("P", "L", "1") else 4
     copy = 1 if img.mode in ("RGBA", "LA") else 0 if img.mode in REDUCIBLE else 4
     animation = 8 if frames > 1 else 0
-    return w * h * (decoded + copy + animation)
+    return int(w * h * (decoded + copy + animation) * SLACK) + shrunk + STREAM_BYTES
 
 
 def _check_budget(units: int, bytes_per_unit: int, limits: ImageLimits) -> None:
@@ -188,27 +195,38 @@ def _process(img: Image.Image, src: Path, out: BinaryIO, limits: ImageLimits) ->
 
 
 def _thumbnail(img: Image.Image, px: int) -> bytes:
-    """Shrink first, then convert: no full-size copy of an RGB(A) image is made. Pillow would
-    copy an image with alpha whole to premultiply it, so those shrink one band at a time."""
-    factor = max(1, min(img.width, img.height, max(img.width, img.height) // (2 * px)))
-    small = img
-    if factor > 1 and img.mode in ("RGBA", "LA"):
-        bands = [img.getchannel(i).reduce(factor) for i in range(len(img.getbands()))]
-        small = Image.merge(img.mode, bands)
-    elif factor > 1 and img.mode in REDUCIBLE:
-        small = img.reduce(factor)
-    if small.mode not in ("RGB", "RGBA"):
-        alpha = "A" in small.getbands() or "transparency" in small.info
-        small = small.convert("RGBA" if alpha else "RGB")
-    scale = min(1.0, px / max(small.width, small.height))
-    size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))
-    thumb = small.resize(size, Image.Resampling.LANCZOS) if scale < 1 else small
+    """Shrink first, then convert: no full-size copy of an RGB(A) image is made. Pillow copies
+    an image with alpha whole to premultiply it before any resampling, so those are shrunk one
+    band at a time (1 byte a pixel while it runs)."""
+    factor = _reduce_factor(img.width, img.height, px)
+    scale = min(1.0, px / max(img.width // factor, img.height // factor))
+    size = (max(1, round(img.width // factor * scale)), max(1, round(img.height // factor * scale)))
+    if img.mode in ("RGBA", "LA"):
+        bands = []
+        for index in range(len(img.getbands())):
+            band = img.getchannel(index)
+            band = band.reduce(factor) if factor > 1 else band
+            bands.append(band.resize(size, Image.Resampling.LANCZOS) if band.size != size else band)
+        thumb = Image.merge(img.mode, bands)
+    else:
+        small = img.reduce(factor) if factor > 1 and img.mode in REDUCIBLE else img
+        if small.mode not in ("RGB", "RGBA"):
+            alpha = "A" in small.getbands() or "transparency" in small.info
+            small = small.convert("RGBA" if alpha else "RGB")
+        thumb = small.resize(size, Image.Resampling.LANCZOS) if small.size != size else small
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=THUMB_QUALITY)
     return out.getvalue()
 
 
 REDUCIBLE = {"L", "LA", "RGB", "RGBA", "I", "F"}
+
+
+def _reduce_factor(width: int, height: int, px: int) -> int:
+    """How much a thumbnail's source is shrunk (box filter) before its final resize."""
+    return max(1, min(width, height, max(width, height) // (2 * px)))
 
 
 # JPEG segments kept when stripping: JFIF/JFXX (APP0), ICC profiles (APP2 "ICC_PROFILE"),

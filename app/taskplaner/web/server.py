@@ -144,9 +144,9 @@ class Server(TcpWSGIServer):
     """waitress's TCP server with the gate, a per-client connection cap and a header
     deadline."""
 
-    def __init__(self, services: Services, adj: Adjustments) -> None:
+    def __init__(self, services: Services, adj: Adjustments, app: bottle.Bottle | None = None) -> None:
         settings = services.settings
-        app = create_app(services)
+        app = app or create_app(services)
         gate = Gate(services, app.router)
         self.metrics = services.metrics
         self.per_client = settings.max_connections_per_client
@@ -187,7 +187,10 @@ class Server(TcpWSGIServer):
                 channel.will_close = True
 
 
-def create_server(services: Services, host: str, port: int) -> Server:
+def create_server(services: Services, host: str, port: int,
+                  app: bottle.Bottle | None = None) -> Server:
+    """The server for ``services``; ``app`` is the app's own unless one is given (the HTTP
+    benchmark adds a route to it)."""
     settings = services.settings
     proxy: dict[str, Any] = {}
     if settings.trusted_proxy:
@@ -206,4 +209,4 @@ def create_server(services: Services, host: str, port: int) -> Server:
         asyncore_use_poll=True,  # select() fails past 1,024 descriptors
         **proxy,
     )
-    return Server(services, adj)
+    return Server(services, adj, app)
