@@ -78,8 +78,8 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def fresh(tmp: Path, name: str) -> Services:
-    return open_services(Settings(data_dir=tmp / name, sqlite_synchronous="NORMAL"))
+def fresh(tmp: Path, name: str, **settings: Any) -> Services:
+    return open_services(Settings(data_dir=tmp / name, sqlite_synchronous="NORMAL", **settings))
 
 
 def bench_create(tmp: Path, n: int = 3000) -> dict[str, Any]:
@@ -227,7 +227,8 @@ def bench_http(tmp: Path, seconds: int = 5, rounds: int = 5) -> dict[str, Any]:
     from taskplaner.web import create_app
     from taskplaner.web.server import create_server
 
-    services = fresh(tmp, "http")
+    # wrk is one client with 64 connections, reopened between rounds: above the per-client cap
+    services = fresh(tmp, "http", max_connections_per_client=1000)
     for i in range(200):
         services.items.create({"title": f"n{i}", "body": "some text " * 20, "tags": ["a", "b"]})
     token = services.auth.create_token("bench")["token"]

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from . import backup, logs
@@ -29,6 +30,11 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
             # Shown once, on the console only; never written to the JSON log.
             print(f"\n  TaskPlaner password (shown once): {password}\n"
                   "  Change it with: taskplaner set-password\n", file=sys.stderr, flush=True)
+    # waitress keeps request bodies beyond 64 KiB in temp files until the app runs, and so does
+    # Bottle's multipart parser: put them on the data volume, not /tmp (a tmpfs in the compose
+    # file, a 1 GiB emptyDir in the chart), where an import of up to TASKPLANER_MAX_IMPORT_BYTES
+    # would not fit.
+    tempfile.tempdir = str(settings.tmp_dir)
     server = create_server(services, settings.host, settings.port)
     logs.log(20, "listening", url=f"http://{settings.host}:{server.effective_port}/",
              data_dir=str(settings.data_dir))

@@ -77,6 +77,7 @@ _INT_SETTINGS = {
     "threads": (1, 256),
     "max_upload_bytes": (1024, 1 << 40),
     "max_json_bytes": (1024, 64 * MiB),
+    "max_import_bytes": (MiB, 1 << 40),
     "max_image_pixels": (1, 1_000_000_000),
     "max_decode_bytes": (8 * MiB, 1 << 36),
     "max_parallel_uploads": (1, 64),
@@ -94,6 +95,11 @@ _INT_SETTINGS = {
     "header_timeout_seconds": (1, 600),
     "idle_timeout_seconds": (1, 3600),
 }
+
+
+_TEXT_SETTINGS = {"host", "secret_key", "password", "metrics_token", "trusted_proxy"}
+_OTHER_SETTINGS = {"data_dir", "metrics_public", "secure_cookies", "sqlite_synchronous"}
+ENV_SETTINGS = frozenset(_INT_SETTINGS) | _TEXT_SETTINGS | _OTHER_SETTINGS  # TASKPLANER_<NAME>
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -125,7 +131,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             kw[name] = value
         elif name == "data_dir":
             kw[name] = Path(raw)
-        elif name in {"host", "secret_key", "password", "metrics_token", "trusted_proxy"}:
+        elif name in _TEXT_SETTINGS:
             kw[name] = raw or None
         elif name == "metrics_public":
             kw[name] = _parse_bool(name, raw)

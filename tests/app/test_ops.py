@@ -136,3 +136,23 @@ def _up(url):
         return requests.get(url, timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def test_every_setting_is_documented_in_the_readme():
+    """A setting the README does not name is one nobody can find (Datasette keeps the same
+    rule); both directions, so a removed setting leaves the table too."""
+    import re
+    from pathlib import Path
+
+    from taskplaner.config import ENV_SETTINGS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("### Settings", 1)[1].split("\n### ", 1)[0]
+    named = set()
+    for row in re.findall(r"^\| (`TASKPLANER_[^|]+)\|", table, flags=re.M):
+        first, *rest = re.findall(r"`(TASKPLANER)?(_[A-Z_]+)`", row)
+        named.add(first[1][1:].lower())
+        named |= {suffix[1:].lower() for _, suffix in rest}
+    assert len(named) > 20
+    assert ENV_SETTINGS - named == set(), "settings missing from the README's table"
+    assert named - ENV_SETTINGS == set(), "the README names settings the app does not read"

@@ -52,13 +52,13 @@ class Gate:
     def check(self, method: str, path: str, headers: dict[str, str], length: int,
               chunked: bool) -> tuple[AppError | None, int]:
         """(refusal or None, the most body bytes to read)."""
+        if length == 0 and not chunked:  # nothing to read: the app decides everything else
+            return None, 0
         try:
             route, _ = self.router.match({"PATH_INFO": path or "/", "REQUEST_METHOD": method})
         except bottle.HTTPError as exc:  # no such route: the app's 404/405, no body read
-            if length > 0 or chunked:
-                return core.NO_ROUTE[exc.status_code], 0
-            return None, 0
-        if (length > 0 or chunked) and not route.config.get("public"):
+            return core.NO_ROUTE[exc.status_code], 0
+        if not route.config.get("public"):
             environ = {"HTTP_" + name: value for name, value in headers.items()}
             if core.principal_of(self.services.auth, environ, touch=False) is None:
                 return core.UNAUTHORIZED, 0
