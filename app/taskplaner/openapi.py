@@ -202,7 +202,7 @@ def document() -> dict[str, Any]:
             body={"application/gzip": {"schema": {"type": "string",
                                                   "contentMediaType": "application/gzip"}},
                   **FILE_UPLOAD},
-            errors=(400, 403, 413, 415, 422))},
+            errors=(400, 403, 413, 415, 422, 429))},
     }
     return {
         "openapi": "3.1.0",
