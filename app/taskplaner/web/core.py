@@ -31,12 +31,18 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an uploaded file
 LOGIN_BODY_BYTES = 8 * 1024  # a password of MAX_PASSWORD_CHARS in JSON fits with room
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id names nothing
-UNAUTHORIZED = AppError(401, "unauthorized", "log in or send an API token")
-NO_ROUTE = {404: AppError(404, "not_found", "no such page or resource"),
-            405: AppError(405, "method_not_allowed", "method not allowed here")}
-
-
 BODY_KINDS = (None, "login", "json", "upload", "import")
+
+
+# Fresh errors each time: raising one shared exception object would grow its traceback.
+def unauthorized() -> AppError:
+    return AppError(401, "unauthorized", "log in or send an API token")
+
+
+def no_route(status: int) -> AppError:
+    if status == 405:
+        return AppError(405, "method_not_allowed", "method not allowed here")
+    return AppError(404, "not_found", "no such page or resource")
 
 
 def body_limit(kind: str | None, settings: Settings) -> int:
@@ -132,7 +138,7 @@ def plugin(services: Services) -> Callable[[Callable[..., Any]], Callable[..., A
                 if not route.config.get("public"):
                     principal = principal_of(services.auth, bottle.request.environ)
                     if principal is None:
-                        raise UNAUTHORIZED
+                        raise unauthorized()
                     check_csrf(principal)
                     bottle.request.environ["taskplaner.principal"] = principal
                 _check_body(route, services)
@@ -177,8 +183,8 @@ def install(app: bottle.Bottle, services: Services) -> None:
 
     app.error_handler.update({
         400: handler(400, "bad_request", "the request could not be read"),
-        404: lambda err: json_error(NO_ROUTE[404]),
-        405: lambda err: json_error(NO_ROUTE[405]),
+        404: lambda err: json_error(no_route(404)),
+        405: lambda err: json_error(no_route(405)),
         413: handler(413, "too_large", "the request body is too large"),
         500: handler(500, "internal", "internal error; see the server log"),
     })

@@ -57,11 +57,11 @@ class Gate:
         try:
             route, _ = self.router.match({"PATH_INFO": path or "/", "REQUEST_METHOD": method})
         except bottle.HTTPError as exc:  # no such route: the app's 404/405, no body read
-            return core.NO_ROUTE[exc.status_code], 0
+            return core.no_route(exc.status_code), 0
         if not route.config.get("public"):
             environ = {"HTTP_" + name: value for name, value in headers.items()}
             if core.principal_of(self.services.auth, environ, touch=False) is None:
-                return core.UNAUTHORIZED, 0
+                return core.unauthorized(), 0
         kind = route.config.get("body")
         return core.body_refusal(self.services, kind, length), core.body_limit(
             kind, self.services.settings)
