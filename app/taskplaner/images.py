@@ -16,8 +16,8 @@ Memory is bounded by design, because a 100 KB file can describe a 50-megapixel c
   and viewer applies; re-encoding it upright would take ~6 bytes per pixel (300 MB at 50 Mpx)
   and lose quality. Progressive JPEGs need libjpeg's whole-image coefficient buffer (2 bytes per
   sample), which ``decode_bytes`` counts;
-- GIF keeps its frames bit for bit, with comment, application (XMP) and plain-text extensions
-  and trailing bytes removed;
+- GIF keeps its frames bit for bit, copied block by block, with comment, application (XMP)
+  and plain-text extensions and trailing bytes removed;
 - PNG and WebP are decoded and re-encoded without metadata; ``decode_bytes`` counts the decoded
   frame and the encoder's working copy.
 """
@@ -323,53 +323,57 @@ def _copy_scan(r: _Reader, out: BinaryIO) -> None:
 _GIF_KEEP_APPS = (b"NETSCAPE2.0", b"ANIMEXTS1.0")  # the loop count of an animation
 
 
-def strip_gif_metadata(raw: bytes, out: BinaryIO) -> None:
-    """Copy a GIF with only what draws it: header, colour tables, graphic control, images and
-    the loop count. Comments, XMP and other application data, plain text and trailing bytes
-    go. (A GIF is at most the upload limit and usually small, so it is parsed in memory.)"""
-    if raw[:6] not in (b"GIF87a", b"GIF89a") or len(raw) < 13:
+def strip_gif_metadata(fh: BinaryIO, out: BinaryIO) -> None:
+    """Copy a GIF block by block with only what draws it: header, colour tables, graphic
+    control, images and the loop count. Comments, XMP and other application data, plain text
+    and trailing bytes are left out."""
+    head = fh.read(13)
+    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
         raise ImageRejected("corrupt", "not a GIF stream")
-    pos = 13
-    if raw[10] & 0x80:
-        pos += 3 * (2 << (raw[10] & 7))
-    parts = [raw[:pos]]
-    while pos < len(raw):
-        kind = raw[pos]
-        if kind == 0x3B:  # trailer
-            parts.append(b"\x3b")
-            out.write(b"".join(parts))
+    out.write(head)
+    if head[10] & 0x80:  # global colour table
+        _copy_or_skip(fh, out, 3 * (2 << (head[10] & 7)))
+    while kind := fh.read(1):
+        if kind == b"\x3b":  # trailer
+            out.write(kind)
             return
-        if kind == 0x2C:  # image descriptor, local colour table, LZW code size, data
-            end = pos + 10
-            if end > len(raw):
-                break
-            if raw[pos + 9] & 0x80:
-                end += 3 * (2 << (raw[pos + 9] & 7))
-            end = _sub_blocks_end(raw, end + 1)
-            parts.append(raw[pos:end])
-        elif kind == 0x21 and pos + 1 < len(raw):  # extension: label, then sub-blocks
-            label = raw[pos + 1]
-            end = _sub_blocks_end(raw, pos + 2)
-            app_id = raw[pos + 3 : pos + 14] if label == 0xFF else b""
-            if label == 0xF9 or app_id in _GIF_KEEP_APPS:
-                parts.append(raw[pos:end])
+        if kind == b"\x2c":  # image descriptor, local colour table, LZW code size, data
+            descriptor = _read_exact(fh, 9)
+            out.write(kind + descriptor)
+            if descriptor[8] & 0x80:
+                _copy_or_skip(fh, out, 3 * (2 << (descriptor[8] & 7)))
+            _copy_or_skip(fh, out, 1)
+            _copy_sub_blocks(fh, out)
+        elif kind == b"\x21":  # extension: label, then sub-blocks (an application's id first)
+            label = _read_exact(fh, 1)
+            size = _read_exact(fh, 1)
+            first = size + _read_exact(fh, size[0])
+            keep = label == b"\xf9" or (label == b"\xff" and first[1:12] in _GIF_KEEP_APPS)
+            if keep:
+                out.write(kind + label + first)
+            if size != b"\x00":
+                _copy_sub_blocks(fh, out if keep else None)
         else:
             break
-        pos = end
     raise ImageRejected("corrupt", "the GIF ends before its trailer")
 
 
-def _sub_blocks_end(raw: bytes, pos: int) -> int:
-    while pos < len(raw):
-        size = raw[pos]
-        pos += 1 + size
-        if size == 0:
-            return pos
-    raise ImageRejected("corrupt", "the GIF ends inside a block")
+def _copy_sub_blocks(fh: BinaryIO, out: BinaryIO | None) -> None:
+    """Copy (or skip) sub-blocks up to and including the empty one that ends them."""
+    while True:
+        size = _read_exact(fh, 1)
+        if out is not None:
+            out.write(size)
+        if size == b"\x00":
+            return
+        _copy_or_skip(fh, out, size[0])
 
 
-def _strip_gif(fh: BinaryIO, out: BinaryIO) -> None:
-    strip_gif_metadata(fh.read(), out)
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) < n:
+        raise ImageRejected("corrupt", "the image ends inside a block")
+    return data
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -442,6 +446,6 @@ def _copy_or_skip(fh: BinaryIO, out: BinaryIO | None, n: int) -> None:
         n -= len(data)
 
 
-STRIP = {"GIF": _strip_gif, "PNG": strip_png_metadata, "WEBP": strip_webp_metadata}
+STRIP = {"GIF": strip_gif_metadata, "PNG": strip_png_metadata, "WEBP": strip_webp_metadata}
 REENCODE: dict[str, dict[str, object]] = {"PNG": {"compress_level": 6},
                                           "WEBP": {"quality": JPEG_QUALITY}}
