@@ -57,7 +57,8 @@ class Metrics:
         self.http_refused = Counter(
             "taskplaner_http_refused_total",
             "Requests and connections refused before the app saw them, by reason"
-            " (too_large, unauthorized, too_many_connections, header_timeout).",
+            " (unauthorized, too_large, not_found, method_not_allowed, too_many_connections,"
+            " header_timeout).",
             ["reason"], registry=self.registry,
         )
         self.upload_rejections = Counter(

@@ -171,8 +171,11 @@ def test_each_route_reads_at_most_its_own_limit(app, client):
 
 def test_refusals_before_the_app_are_counted(app, client):
     raw_request(app, _head("POST", "/api/v1/items", "Content-Length: 5"), b"12345")
+    raw_request(app, _head("POST", "/no/such/route", "Content-Length: 5"), b"12345")
     metrics = client.get(app.url("/metrics")).text
     assert 'taskplaner_http_refused_total{reason="unauthorized"} 1.0' in metrics
+    assert 'taskplaner_http_refused_total{reason="not_found"} 1.0' in metrics
+    assert 'reason="too_large"' not in metrics
 
 
 def test_incomplete_connections_do_not_block_the_server(tmp_path):

@@ -102,8 +102,7 @@ class GatedParser(HTTPRequestParser):
         if refusal is None:
             self.adj = _BodyLimit(self.adj, max_body)
             return
-        self.gate.services.metrics.http_refused.labels(
-            "unauthorized" if refusal.status == 401 else "too_large").inc()
+        self.gate.services.metrics.http_refused.labels(refusal.code).inc()
         # answer now and read none of the body: the connection closes after the reply
         self.error = Refused(refusal)
         self.body_rcv = None
