@@ -126,9 +126,13 @@ def _compatibility_form(text: str) -> list[str]:
     return [alt] if alt != text and alt.strip() else []
 
 
+def _quoted(text: str) -> str:
+    """Any text as one FTS5 string: no input can become FTS5 syntax."""
+    return '"' + text.replace('"', '""') + '"'
+
+
 def _fts_string(term: Term) -> str:
-    quoted = '"' + term.text.replace('"', '""') + '"'
-    return quoted + "*" if term.prefix else quoted
+    return _quoted(term.text) + ("*" if term.prefix else "")
 
 
 def word_match(query: Query) -> str | None:
@@ -151,10 +155,6 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _trigram_string(term: Term) -> str:
-    return '"' + term.text.replace('"', '""') + '"'
-
-
 def _like_condition(term: Term, args: list[Any]) -> str:
     args.extend([_like(term.text)] * 3)
     return (
@@ -169,7 +169,7 @@ def _substring_condition(group: list[Term], args: list[Any]) -> str:
     parts = []
     long = [t for t in group if len(t.text) >= TRIGRAM]
     if long:
-        args.append(" OR ".join(_trigram_string(t) for t in long))
+        args.append(" OR ".join(_quoted(t.text) for t in long))
         parts.append("items.id IN (SELECT rowid FROM items_trigram WHERE items_trigram MATCH ?)")
     parts += [_like_condition(t, args) for t in group if len(t.text) < TRIGRAM]
     return "(" + " OR ".join(parts) + ")"

@@ -18,7 +18,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TAG_RE = re.compile(r"^[^\W_][\w\-./]{0,63}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_DEPTH = 32  # the deepest document the API defines is 3 levels
-MAX_CURSOR = 2**63 - 1
+MAX_SQLITE_INT = 2**63 - 1  # the largest id or offset SQLite can take
 
 
 def parse_json(raw: bytes) -> Any:
@@ -138,7 +138,7 @@ def decode_cursor(raw: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         value = int(text)
-        if not 0 <= value <= MAX_CURSOR:
+        if not 0 <= value <= MAX_SQLITE_INT:
             raise ValueError
         return value
     except (ValueError, binascii.Error, UnicodeDecodeError):

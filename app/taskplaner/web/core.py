@@ -24,13 +24,13 @@ from ..auth import Auth, Principal, same_secret
 from ..config import Settings
 from ..errors import AppError
 from ..services import Services
+from ..validation import MAX_SQLITE_INT
 
 SESSION_COOKIE = "tp_session"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around an uploaded file
 LOGIN_BODY_BYTES = 8 * 1024  # a password of MAX_PASSWORD_CHARS in JSON fits with room
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id names nothing
 BODY_KINDS = (None, "login", "json", "upload", "import")
 
 
@@ -168,7 +168,7 @@ def _id_filter(config: str) -> tuple[str, Callable[[str], int], Callable[[int], 
 
     def to_python(text: str) -> int:
         value = int(text)
-        return value if value <= MAX_ID else 0
+        return value if value <= MAX_SQLITE_INT else 0
 
     return r"[0-9]{1,30}", to_python, str
 
