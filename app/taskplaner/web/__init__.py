@@ -14,7 +14,6 @@ import bottle
 
 from ..services import Services
 from . import attachments, core, health, items, search, session, tags, transfer, ui
-from .observe import Observed
 
 RESOURCES = (health, session, items, tags, attachments, search, transfer)
 
@@ -27,6 +26,3 @@ def create_app(services: Services) -> bottle.Bottle:
     ui.register(app, services)
     return app
 
-
-def build_wsgi(services: Services) -> Observed:
-    return Observed(create_app(services), services.metrics)
