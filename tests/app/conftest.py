@@ -117,6 +117,19 @@ def raw_request(app: Running, head: bytes, body: bytes = b"", timeout: float = 1
     return RawResponse(int(lines[0].split()[1]), headers, payload, seconds)
 
 
+# The web UI's routes beside the API's documented ones: hostile-input tests walk both.
+UI_ROUTES = [("GET", "/"), ("GET", "/ui/items"), ("GET", "/ui/items/{id}"), ("GET", "/ui/search"),
+             ("GET", "/ui/tags"), ("POST", "/ui/preview"), ("GET", "/static/{name}")]
+
+
+def every_route() -> list[tuple[str, str]]:
+    """(method, path template) for every route of the OpenAPI document and the web UI."""
+    from taskplaner.openapi import document
+
+    documented = [(m.upper(), p) for p, ops in document()["paths"].items() for m in ops]
+    return documented + UI_ROUTES
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

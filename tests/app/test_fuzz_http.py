@@ -18,14 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import create_item, image_bytes, make_settings, raw_request, start_server, stop_server
-from taskplaner.openapi import document
+from conftest import (
+    create_item,
+    every_route,
+    image_bytes,
+    make_settings,
+    raw_request,
+    start_server,
+    stop_server,
+)
 
 EXAMPLES = int(os.environ.get("TASKPLANER_FUZZ_EXAMPLES", "600"))  # a longer hunt: 6000
-UI_ROUTES = [("GET", "/"), ("GET", "/ui/items"), ("GET", "/ui/items/{id}"), ("GET", "/ui/search"),
-             ("GET", "/ui/tags"), ("POST", "/ui/preview"), ("GET", "/static/{name}")]
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     running = start_server(make_settings(tmp_path_factory.mktemp("fuzz"), login_max_failures=1000))
@@ -43,11 +46,6 @@ def target(tmp_path_factory):
     }
     yield running, credentials
     stop_server(running)
-
-
-def routes() -> list[tuple[str, str]]:
-    documented = [(m.upper(), p) for p, ops in document()["paths"].items() for m in ops]
-    return documented + UI_ROUTES
 
 
 INT_EDGES = st.sampled_from([0, 1, -1, 2**31, 2**63 - 1, 2**63, -(2**63), 10**30, -(10**30)])
@@ -130,7 +128,7 @@ def test_no_request_makes_a_server_error(target):
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def hunt(data: st.DataObject) -> None:
-        method, path = data.draw(st.sampled_from(routes()), label="route")
+        method, path = data.draw(st.sampled_from(every_route()), label="route")
         for param in ("{id}", "{name}", "{digest}"):
             if param in path:
                 path = path.replace(param, data.draw(path_value, label=param))

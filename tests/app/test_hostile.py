@@ -15,20 +15,15 @@ import time
 
 import pytest
 
-from conftest import create_item, make_settings, raw_request, start_server, stop_server, wait_for
-from taskplaner.openapi import document
+from conftest import create_item, every_route, make_settings, raw_request, start_server, stop_server, wait_for
 
 HOSTILE_BYTES = (b"\xff", b"\xc3\x28", b"\xe2\x80", b"\x00", "é".encode("latin-1"), "ü€".encode())
 
 
 def operations(item_id: int) -> list[tuple[str, str]]:
-    """Every documented operation, with its path filled in for one real item."""
-    ops = []
-    for path, methods in document()["paths"].items():
-        filled = path.replace("{id}", str(item_id)).replace("{name}", "seed").replace(
-            "{digest}", "0" * 64)
-        ops += [(method.upper(), filled) for method in methods]
-    return [*ops, ("GET", "/"), ("GET", "/ui/items"), ("POST", "/ui/preview")]
+    """Every route, with its path filled in for one real item."""
+    return [(method, path.replace("{id}", str(item_id)).replace("{name}", "seed")
+             .replace("{digest}", "0" * 64)) for method, path in every_route()]
 
 
 def assert_json_4xx(res, where) -> None:
