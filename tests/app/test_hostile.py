@@ -9,13 +9,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import create_item, every_route, make_settings, raw_request, start_server, stop_server, wait_for
+from conftest import (
+    create_item,
+    every_route,
+    free_port,
+    make_settings,
+    raw_request,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 HOSTILE_BYTES = (b"\xff", b"\xc3\x28", b"\xe2\x80", b"\x00", "é".encode("latin-1"), "ü€".encode())
 
@@ -313,3 +326,36 @@ def test_strangers_requests_leave_no_memory_behind(app):
         tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown < 256 * 1024, f"{grown} bytes kept after 1,000 refused requests"
+
+
+def test_served_request_bodies_wait_on_the_data_volume(tmp_path):
+    """`taskplaner serve` keeps a large body that is still arriving in <data>/tmp (waitress
+    spills past 64 KiB), not in /tmp: a tmpfs in the compose file, 1 GiB in the chart."""
+    from test_crash import start
+
+    data = tmp_path / "data"
+    proc, url = start(data, free_port())
+    try:
+        token = subprocess.run(
+            [sys.executable, "-m", "taskplaner", "token", "create", "t"], capture_output=True,
+            text=True, check=True, env={**os.environ, "TASKPLANER_DATA_DIR": str(data)},
+        ).stdout.strip()
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(_head("POST", "/api/v1/import", "Content-Type: application/gzip",
+                               f"Authorization: Bearer {token}", "Content-Length: 4000000", "", ""))
+            sock.sendall(b"x" * 1_000_000)  # a quarter of it: the server is still receiving
+
+            def spilled() -> list[str]:
+                fds = Path(f"/proc/{proc.pid}/fd")
+                links = []
+                for fd in fds.iterdir():
+                    with contextlib.suppress(OSError):
+                        links.append(os.readlink(fd))
+                return [link for link in links if "(deleted)" in link]
+
+            held = wait_for(spilled, timeout=10)
+            assert held and all(link.startswith(str(data / "tmp")) for link in held), held
+    finally:
+        proc.kill()
+        proc.wait()
