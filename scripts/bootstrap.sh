@@ -13,8 +13,10 @@ python="${PYTHON:-python3}"
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # Debian packages the test suite drives for real (installed only when missing).
-# prometheus ships promtool, which checks the alerting rules; chromium drives the browser tests.
-DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core)
+# prometheus ships promtool, which checks the alerting rules; chromium drives the browser tests;
+# redis-server is the Redis the test cluster's Argo CD caches in (as the chart's redis pod does).
+DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core
+  redis-server)
 
 ensure_debian_packages() {
   local missing=()

@@ -91,19 +91,17 @@ build_kube() {
       -o "$bin/$component-$v" "k8s.io/kubernetes/cmd/$component")
 }
 
-# Gitea's go.mod carries replace directives too, so it is built in a wrapper module that
-# copies them. Built with the sqlite tags; templates and assets are read from the module
-# source at run time (no bindata build, no Node toolchain needed).
-build_gitea() {
-  local dir="$cache/src/gitea-$GITEA_VERSION"
+# wrapper_module DIR MODULE VERSION: a fresh module in DIR that requires MODULE@VERSION and
+# repeats its replace directives (single-line and block form), which a requiring module
+# would otherwise ignore. Gitea and Argo CD both need this to build outside their own repos.
+wrapper_module() {
+  local dir="$1" module="$2" version="$3" gomod
   rm -rf "$dir"; mkdir -p "$dir"
   cd "$dir"
-  go mod init taskplaner.test/gitea
-  local gomod
-  gomod="$(go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  go mod init "taskplaner.test/$(basename "$dir")"
+  gomod="$(go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   go mod edit -go="$(sed -n 's/^go //p' "$gomod")"
-  go mod edit -require="code.gitea.io/gitea@$GITEA_VERSION"
-  # copy upstream replace directives (single-line and block form)
+  go mod edit -require="$module@$version"
   awk '/^replace \(/{blk=1;next} blk&&/^\)/{blk=0;next} blk{print;next} /^replace /{sub(/^replace /,"");print}' "$gomod" \
     | while read -r line; do
         line="${line%%//*}"; line="$(echo "$line" | xargs)"  # drop comments and padding
@@ -112,10 +110,29 @@ build_gitea() {
         rhs="$(echo "$line" | sed 's/.*=> *//' | tr -s ' ' '@')"
         go mod edit -replace="$lhs=$rhs"
       done
+}
+
+# Built with the sqlite tags; templates and assets are read from the module source at run
+# time (no bindata build, no Node toolchain needed).
+build_gitea() {
+  wrapper_module "$cache/src/gitea-$GITEA_VERSION" code.gitea.io/gitea "$GITEA_VERSION"
   printf 'package main\n\nfunc main() {}\n' > main.go
   go get "code.gitea.io/gitea@$GITEA_VERSION"
   go build -trimpath -tags 'sqlite sqlite_unlock_notify' \
     -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$bin/gitea-$GITEA_VERSION" code.gitea.io/gitea
+}
+
+# Argo CD's controller, repo-server and API server in one binary (tests/cluster/argocd/main.go
+# picks the program by file name, as upstream's does), without the CLI and the components the
+# test cluster does not run. The UI is embedded from the module's prebuilt ui/dist.
+build_argocd() {
+  wrapper_module "$cache/src/argocd-$ARGOCD_VERSION" github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION"
+  cp "$here/argocd/main.go" main.go
+  go get "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION"
+  go mod tidy
+  local pkg=github.com/argoproj/argo-cd/v3/common
+  go build -trimpath -ldflags "-s -w -X $pkg.version=${ARGOCD_VERSION#v} -X $pkg.gitTag=$ARGOCD_VERSION -X $pkg.gitCommit=module -X $pkg.gitTreeState=clean" \
+    -o "$bin/argocd-$ARGOCD_VERSION" .
 }
 
 # Alloy's own configuration parser, wrapped by tests/alloy (a few lines of Go): the alloy role's
@@ -133,10 +150,11 @@ case "$what" in
   kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
     run_build "$what" "$KUBERNETES_VERSION" build_kube "$what" ;;
   gitea) run_build gitea "$GITEA_VERSION" build_gitea ;;
+  argocd) run_build argocd "$ARGOCD_VERSION" build_argocd ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
-             alloy-syntax-check; do
+             argocd alloy-syntax-check; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

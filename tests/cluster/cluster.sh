@@ -7,7 +7,8 @@
 #
 # Components (binaries from tests/cluster/build.sh): kine (SQLite datastore, as in k3s) →
 # kube-apiserver → kube-controller-manager + kube-scheduler; kwok runs one fake node so Pods get
-# scheduled and become Ready; Gitea with an admin user, an API token and a repository.
+# scheduled and become Ready; Gitea with an admin user, an API token and a repository; Argo CD
+# as local processes once its chart is installed (podrunner.py).
 # State lives in $TASKPLANER_CLUSTER_DIR (default ~/.cache/taskplaner-cluster/run), recreated
 # on every `up`. Every wait has a timeout; a failure names the step and shows its log.
 set -euo pipefail
@@ -135,7 +136,8 @@ up_kubernetes() {
     --authorization-kubeconfig "$run/kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port 0 \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --use-service-account-credentials=false --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller'
+    --use-service-account-credentials=false --enable-hostpath-provisioner \
+    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller'
   start kube-scheduler "$bin/kube-scheduler-$KUBERNETES_VERSION" \
     --kubeconfig "$run/kubeconfig" --authentication-kubeconfig "$run/kubeconfig" \
     --authorization-kubeconfig "$run/kubeconfig" --leader-elect=false \
@@ -154,7 +156,9 @@ apiVersion: v1
 kind: Node
 metadata:
   name: kwok-node-0
-  labels: {kubernetes.io/hostname: kwok-node-0, type: kwok}
+  # the labels every kubelet sets; upstream charts select nodes by kubernetes.io/os
+  labels: {kubernetes.io/hostname: kwok-node-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64,
+           type: kwok}
   annotations: {kwok.x-k8s.io/node: fake}
 status:
   allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
@@ -236,8 +240,58 @@ ENV
   chmod 600 "$run/gitea.env"
 }
 
+# The archives of the upstream charts the roles pin, for the scenarios to install as a user's
+# host would: $TASKPLANER_CHART_CACHE, else the workplace's read-only copy beside the project
+# (../shared/charts), else `helm pull` from each role's repository into the cache.
+find_charts() {
+  local dir="${TASKPLANER_CHART_CACHE:-}" role ref url version
+  [[ -z "$dir" && -d "$here/../../../shared/charts" ]] && dir="$(cd "$here/../../../shared/charts" && pwd)"
+  [[ -n "$dir" ]] || dir="$cache/charts"
+  for role in argocd monitoring loki alloy; do
+    ref="$(role_default "$role" chart_ref)" url="$(role_default "$role" chart_repo_url)"
+    version="$(role_default "$role" chart_version)"
+    [[ -f "$dir/$ref-$version.tgz" ]] && continue
+    [[ "$dir" == "$cache/charts" ]] || fail "chart $ref-$version.tgz missing from $dir"
+    mkdir -p "$dir"
+    "$bin/helm-$HELM_VERSION" pull "$ref" --repo "$url" --version "$version" -d "$dir" \
+      >"$run/logs/charts.log" 2>&1 || fail "helm pull $ref $version from $url" "$run/logs/charts.log"
+  done
+  echo "$dir" >"$run/charts"
+}
+
+role_default() {  # role_default ROLE NAME: a plain value from roles/ROLE/defaults/main.yml
+  sed -n "s/^$1_$2: *//p" "$here/../../roles/$1/defaults/main.yml"
+}
+
+# Argo CD's controller, repo-server and API server (and its Redis) as local processes, started
+# by tests/cluster/podrunner.py whenever the argo-cd chart is installed (see that file).
+up_argocd_runner() {
+  local state="$run/argocd"
+  mkdir -p "$state"
+  printf '{"redis": %s, "repo": %s, "server": %s, "metrics": %s}\n' \
+    "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" >"$state/ports.json"
+  PATH="$bin/links:$PATH" KUBECONFIG="$run/kubeconfig" TASKPLANER_ARGOCD_BIN="$bin/argocd-$ARGOCD_VERSION" \
+    start argocd-podrunner python3 "$here/podrunner.py" "$state"
+}
+
+# Stand-in for k3s's Traefik publishing its address in every Ingress's status (no Traefik runs
+# here): without it Argo CD counts an Ingress as Progressing forever, never Healthy.
+up_ingress_status() {
+  local pending='{{range .items}}{{if not .status.loadBalancer.ingress}}{{.metadata.namespace}} {{.metadata.name}}{{"\n"}}{{end}}{{end}}'
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  KUBECONFIG="$run/kubeconfig" start ingress-status bash -c '
+    while sleep 2; do
+      "$0" get ingress -A -o go-template="$1" 2>/dev/null | while read -r ns name; do
+        "$0" patch ingress "$name" -n "$ns" --subresource=status --type=merge \
+          -p "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"127.0.0.1\"}]}}}" >/dev/null
+      done
+    done' "$bin/kubectl-$KUBERNETES_VERSION" "$pending"
+}
+
 print_env() {
   echo "export KUBECONFIG=$run/kubeconfig"
+  echo "export TASKPLANER_CHART_CACHE=$(cat "$run/charts")"
+  echo "export ARGOCD_SERVER_URL=http://127.0.0.1:$(sed 's/.*"server": \([0-9]*\).*/\1/' "$run/argocd/ports.json")"
   echo "export PATH=$bin/links:\$PATH"
   sed 's/^/export /' "$run/gitea.env"
 }
@@ -258,8 +312,11 @@ case "${1:-}" in
     link_tools
     started=$SECONDS
     make_pki
+    find_charts
     up_kubernetes
     up_gitea
+    up_argocd_runner
+    up_ingress_status
     log "cluster up in $((SECONDS - started)) s; use it with:"
     print_env
     ;;

@@ -1,0 +1,258 @@
+"""Run chosen workloads of the test cluster as local processes, as a kubelet would run their pods.
+
+kwok makes every pod Ready without running anything. For Argo CD that is not enough: the GitOps
+loop needs its controller, repo-server and API server to really run. This runner watches the
+workloads the real argo-cd chart installed and runs each container's own command line with the
+environment the pod would get, read from the cluster: values, ConfigMap and Secret keys
+(argocd-cmd-params-cm, argocd-redis), `$(VAR)` expansion in arguments. When a workload's pod
+template or the values it reads change, its process restarts, as a rolled-out pod would; when the
+namespace goes, its processes stop.
+
+What differs from a pod, and why (each is an address or a path, never a setting of the chart):
+- programs are the binaries built by tests/cluster/build.sh (and Debian's redis-server), listening
+  on 127.0.0.1 at ports picked here, because there is no pod network;
+- Service names (argocd-redis:6379, argocd-repo-server:8081) become those local addresses;
+- volume mount paths become folders under the runner's state, holding the ConfigMap and Secret
+  files they would hold;
+- as in Argo CD's own local development setup (its Procfile): ARGOCD_FAKE_IN_CLUSTER=true, so
+  the in-cluster destination (https://kubernetes.default.svc) is reached with the kubeconfig, and
+  ARGOCD_GPG_ENABLED=false (it would make a GnuPG keyring at start, which the loop does not use).
+
+Usage: podrunner.py STATE_DIR   (runs until stopped; logs per process in STATE_DIR/logs)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMESPACE = "argocd"
+RELEASE = "argocd"
+POLL_SECONDS = 2.0
+# Paths the programs read without being told (compiled-in defaults), told here where they are.
+DATA_PATHS = {"/app/config/tls": "ARGOCD_TLS_DATA_PATH", "/app/config/ssh": "ARGOCD_SSH_DATA_PATH"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Workload:
+    kind: str
+    name: str
+    container: str
+    program: str
+    extra_args: list[str] = field(default_factory=list)
+
+
+def snapshot() -> dict[tuple[str, str], Any]:
+    """The namespace's workloads, ConfigMaps and Secrets in one read: {(kind, name): object}."""
+    out = subprocess.run(
+        ["kubectl", "get", "deployments,statefulsets,configmaps,secrets", "-n", NAMESPACE, "-o", "json"],
+        capture_output=True, text=True, timeout=30,
+    )
+    items = json.loads(out.stdout)["items"] if out.returncode == 0 else []
+    return {(item["kind"].lower(), item["metadata"]["name"]): item for item in items}
+
+
+class Runner:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.bin = Path(os.environ["TASKPLANER_ARGOCD_BIN"])
+        ports = {name: free_port() for name in ("redis", "repo", "server", "metrics")}
+        ports.update(json.loads((state / "ports.json").read_text()) if (state / "ports.json").exists() else {})
+        (state / "ports.json").write_text(json.dumps(ports))
+        self.ports = ports
+        links = state / "bin"
+        links.mkdir(parents=True, exist_ok=True)
+        # the multi-call binary picks its program by file name; the repo-server calls "argocd"
+        for name in ("argocd", "argocd-server", "argocd-repo-server", "argocd-application-controller"):
+            link = links / name
+            if not link.is_symlink():
+                link.symlink_to(self.bin)
+        self.links = links
+        local = "127.0.0.1"
+        self.services = {
+            "argocd-redis:6379": f"{local}:{ports['redis']}",
+            "argocd-repo-server:8081": f"{local}:{ports['repo']}",
+        }
+        kube = ["--kubeconfig", os.environ["KUBECONFIG"], "--namespace", NAMESPACE]
+        self.workloads = [
+            Workload("deployment", f"{RELEASE}-redis", "redis", "/usr/bin/redis-server",
+                     ["--port", str(ports["redis"]), "--bind", local]),
+            Workload("deployment", f"{RELEASE}-repo-server", "repo-server", str(links / "argocd-repo-server"),
+                     ["--port", str(ports["repo"]), "--address", local, "--metrics-address", local,
+                      "--metrics-port", str(free_port())]),
+            Workload("statefulset", f"{RELEASE}-application-controller", "application-controller",
+                     str(links / "argocd-application-controller"),
+                     [*kube, "--metrics-port", str(ports["metrics"])]),
+            Workload("deployment", f"{RELEASE}-server", "server", str(links / "argocd-server"),
+                     [*kube, "--port", str(ports["server"]), "--address", local, "--metrics-address", local,
+                      "--metrics-port", str(free_port())]),
+        ]
+        self.running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        self.objects: dict[tuple[str, str], Any] = {}
+        (state / "logs").mkdir(exist_ok=True)
+
+    # -- what a pod would see -------------------------------------------------------------
+    def key_of(self, kind: str, name: str, key: str, optional: bool) -> str | None:
+        data = self.objects.get((kind, name), {}).get("data") or {}
+        if key not in data:
+            if optional:
+                return None
+            raise LookupError(f"{kind}/{name} has no key {key}")
+        value = data[key]
+        return base64.b64decode(value).decode() if kind == "secret" else value
+
+    def environment(self, container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for item in container.get("env", []):
+            source = item.get("valueFrom", {})
+            if "value" in item:
+                value: str | None = item["value"]
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                value = self.key_of("configmap", ref["name"], ref["key"], ref.get("optional", False))
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                value = self.key_of("secret", ref["name"], ref["key"], ref.get("optional", False))
+            elif "fieldRef" in source:
+                value = {"metadata.namespace": NAMESPACE}.get(source["fieldRef"]["fieldPath"], "")
+            else:
+                value = None
+            if value is not None:
+                env[item["name"]] = self.localise(expand(value, env), mounts)
+        return env
+
+    def localise(self, value: str, mounts: dict[str, Path]) -> str:
+        for service, address in self.services.items():
+            value = value.replace(service, address)
+        for path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            if value == path or value.startswith(path + "/"):
+                return str(local) + value[len(path):]
+        return value
+
+    def volumes(self, workload: Workload, spec: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
+        """Each mount path → a local folder holding what the volume would hold."""
+        root = self.state / "volumes" / workload.name
+        sources = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts", []):
+            local = root / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            volume = sources.get(mount["name"], {})
+            for kind, ref_key in (("configMap", "name"), ("secret", "secretName")):
+                if kind in volume:
+                    obj = self.objects.get((kind.lower(), volume[kind][ref_key]), {})
+                    for key, value in (obj.get("data") or {}).items():
+                        text = base64.b64decode(value) if kind == "secret" else value.encode()
+                        (local / key).write_bytes(text)
+            mounts[mount["mountPath"]] = local
+        return mounts
+
+    def command_line(self, workload: Workload) -> tuple[list[str], dict[str, str]] | None:
+        obj = self.objects.get((workload.kind, workload.name))
+        if not obj:
+            return None
+        spec = obj["spec"]["template"]["spec"]
+        [container] = [c for c in spec["containers"] if c["name"] == workload.container]
+        mounts = self.volumes(workload, spec, container)
+        env = self.environment(container, mounts)
+        # as Argo CD's own local development setup (its Procfile) runs these programs
+        # (git calls back "argocd" for credentials, found on PATH as in the image)
+        env.update(ARGOCD_FAKE_IN_CLUSTER="true", ARGOCD_GPG_ENABLED="false",
+                   HOME=str(self.state / "home" / workload.name), PATH=f"{self.links}:{os.environ['PATH']}")
+        for path, variable in DATA_PATHS.items():
+            if path in mounts:
+                env[variable] = str(mounts[path])
+        Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
+        # the image's program (command, else the first argument that is a path) → the local binary
+        argv = [*container.get("command", []), *container.get("args", [])]
+        if argv and argv[0].startswith("/"):
+            argv = argv[1:]
+        args = [self.localise(expand(a, env), mounts) for a in argv]
+        return [workload.program, *args, *workload.extra_args], env
+
+    # -- the loop -----------------------------------------------------------------------------
+    def ensure_redis_secret(self) -> None:
+        """The chart's redis-secret-init Job, run for real (kwok only marks it Complete)."""
+        if self.key_of("secret", "argocd-redis", "auth", optional=True) is None:
+            subprocess.run(
+                [str(self.links / "argocd"), "admin", "redis-initial-password",
+                 "--kubeconfig", os.environ["KUBECONFIG"], "--namespace", NAMESPACE],
+                env={**os.environ, "ARGOCD_BINARY_NAME": "argocd"}, check=True, capture_output=True, timeout=60,
+            )
+            self.objects = snapshot()
+
+    def stop(self, name: str) -> None:
+        _, process = self.running.pop(name)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def step(self) -> None:
+        self.objects = snapshot()
+        if ("deployment", f"{RELEASE}-server") not in self.objects:
+            for name in list(self.running):
+                self.stop(name)
+            return
+        self.ensure_redis_secret()
+        for workload in self.workloads:
+            line = self.command_line(workload)
+            if line is None:
+                if workload.name in self.running:
+                    self.stop(workload.name)
+                continue
+            argv, env = line
+            digest = hashlib.sha256(json.dumps([argv, sorted(env.items())]).encode()).hexdigest()
+            current = self.running.get(workload.name)
+            if current and current[0] == digest and current[1].poll() is None:
+                continue
+            if current:
+                self.stop(workload.name)
+            log = open(self.state / "logs" / f"{workload.name}.log", "ab")  # noqa: SIM115 (lives with the process)
+            log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
+            process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=env["HOME"])
+            self.running[workload.name] = (digest, process)
+
+    def run(self) -> None:
+        def finish(*_: object) -> None:
+            for name in list(self.running):
+                self.stop(name)
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, finish)
+        signal.signal(signal.SIGINT, finish)
+        while True:
+            try:
+                self.step()
+            except (LookupError, subprocess.SubprocessError, ValueError) as error:
+                print(f"podrunner: {error}", file=sys.stderr, flush=True)
+            time.sleep(POLL_SECONDS)
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion from the variables defined before."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+if __name__ == "__main__":
+    Runner(Path(sys.argv[1])).run()
