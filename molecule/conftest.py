@@ -90,9 +90,48 @@ class Cluster:
     def values(self, release: str, namespace: str) -> Any:
         return self._json("helm", "get", "values", release, "-n", namespace, "-o", "json")
 
-    def pod_resources(self, namespace: str) -> list[dict[str, Any]]:
+    def containers(self, namespace: str) -> list[dict[str, Any]]:
+        """Every container the namespace's pods run: {pod, name, init, resources}.
+
+        No prometheus-operator runs in the test cluster, so the Prometheus and Alertmanager pods
+        it would create are added from their resources as the operator builds them: the main
+        container from the custom resource's spec, the config-reloader sidecar and init
+        container from the operator's --config-reloader-* arguments ("0" means none)."""
         pods = self._json("kubectl", "get", "pods", "-n", namespace, "-o", "json")["items"]
-        return [c.get("resources", {}) for pod in pods for c in pod["spec"]["containers"]]
+        found = [
+            {"pod": pod["metadata"]["name"], "name": c["name"], "init": init, "resources": c.get("resources", {})}
+            for pod in pods
+            for init, key in ((False, "containers"), (True, "initContainers"))
+            for c in pod["spec"].get(key, [])
+        ]
+        return found + self._operator_made(namespace, pods)
+
+    def _operator_made(self, namespace: str, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        args = [
+            a
+            for pod in pods
+            for c in pod["spec"]["containers"]
+            for a in c.get("args", [])
+            if a.startswith("--config-reloader-")
+        ]
+        if not args:
+            return []
+        reloader: dict[str, dict[str, str]] = {}
+        for arg in args:
+            key, value = arg.removeprefix("--config-reloader-").split("=", 1)
+            resource, kind = key.split("-")  # cpu-request, memory-limit, ...
+            if value != "0":
+                reloader.setdefault(kind + "s", {})[resource] = value
+        made = []
+        for kind, main in (("prometheus", "prometheus"), ("alertmanager", "alertmanager")):
+            for item in self._json("kubectl", "get", kind, "-n", namespace, "-o", "json")["items"]:
+                pod = f"{kind}-{item['metadata']['name']}-0"
+                made += [
+                    {"pod": pod, "name": main, "init": False, "resources": item["spec"].get("resources", {})},
+                    {"pod": pod, "name": "config-reloader", "init": False, "resources": reloader},
+                    {"pod": pod, "name": "init-config-reloader", "init": True, "resources": reloader},
+                ]
+        return made
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,11 @@ def test_daemonset_reads_var_log_with_requests_and_limits(cluster):
     values = cluster.values("alloy", NS)
     assert values["controller"]["type"] == "daemonset"
     assert values["alloy"]["mounts"]["varlog"] is True
-    for r in cluster.pod_resources(NS):
-        assert set(r["requests"]) == {"cpu", "memory"} and "memory" in r["limits"], r
+    containers = cluster.containers(NS)
+    assert {"alloy", "config-reloader"} <= {c["name"] for c in containers}
+    for c in containers:
+        r = c["resources"]
+        assert set(r.get("requests", {})) == {"cpu", "memory"} and "memory" in r.get("limits", {}), c
     status = cluster.get("daemonset", "alloy", NS)["status"]
     assert status["numberReady"] == status["desiredNumberScheduled"] == 1
 

@@ -27,9 +27,13 @@ def test_single_binary_with_filesystem_tsdb_and_enforced_retention(cluster):
 
 
 def test_only_the_single_binary_runs_with_requests_and_a_limit(cluster):
-    resources = cluster.pod_resources(NS)
-    assert len(resources) == 1
-    assert resources[0] == {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}}
+    containers = cluster.containers(NS)
+    [loki] = [c for c in containers if c["name"] == "loki"]
+    assert loki["resources"] == {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"memory": "512Mi"}}
+    assert {c["pod"] for c in containers} == {"loki-0"}, containers
+    for c in containers:
+        r = c["resources"]
+        assert set(r.get("requests", {})) == {"cpu", "memory"} and "memory" in r.get("limits", {}), c
 
 
 def test_basic_auth_secret_holds_bcrypt_htpasswd_lines_for_every_user(cluster):

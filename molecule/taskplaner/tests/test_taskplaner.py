@@ -1,4 +1,4 @@
-"""taskplaner role against the local test cluster (Argo CD CRDs are stand-ins; no controller)."""
+"""taskplaner role against the local test cluster, with the real argo-cd chart and Argo CD running."""
 
 from __future__ import annotations
 
