@@ -11,8 +11,11 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader when PyYAML has it: the operator's CRDs are ~12 MB of YAML
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _ManifestLoader(yaml.SafeLoader):
+
+class _ManifestLoader(_Base):  # type: ignore[misc]
     pass
 
 
