@@ -99,7 +99,12 @@ class Cluster:
         container from the operator's --config-reloader-* arguments ("0" means none)."""
         pods = self._json("kubectl", "get", "pods", "-n", namespace, "-o", "json")["items"]
         found = [
-            {"pod": pod["metadata"]["name"], "name": c["name"], "init": init, "resources": c.get("resources", {})}
+            {
+                "pod": pod["metadata"]["name"],
+                "name": c["name"],
+                "init": init,
+                "resources": c.get("resources", {}),
+            }
             for pod in pods
             for init, key in ((False, "containers"), (True, "initContainers"))
             for c in pod["spec"].get(key, [])

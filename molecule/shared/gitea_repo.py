@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-PROJECT = Path(__file__).resolve().parents[3]
+PROJECT = Path(__file__).resolve().parents[2]
 CHART = "app/chart"
 
 
@@ -29,10 +29,16 @@ class Repository:
         self.git("clone", "--quiet", self.remote, ".")
 
     def git(self, *argv: str) -> str:
-        env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.test",
-               "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.test"}
-        return subprocess.run(["git", *argv], cwd=self.work, env=env, check=True, capture_output=True,
-                              text=True, timeout=60).stdout
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "test@example.test",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "test@example.test",
+        }
+        return subprocess.run(
+            ["git", *argv], cwd=self.work, env=env, check=True, capture_output=True, text=True, timeout=60
+        ).stdout
 
     def commit_and_push(self, message: str) -> str:
         """Commits everything changed; returns the new commit's SHA."""
@@ -47,8 +53,16 @@ class Repository:
         return self.commit_and_push("app/chart from the project")
 
     def set_tag(self, tag: str) -> str:
-        subprocess.run([sys.executable, str(PROJECT / "scripts/bump_image_tag.py"),
-                        str(self.work / CHART / "values.yaml"), tag], check=True, timeout=60)
+        subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT / "scripts/bump_image_tag.py"),
+                str(self.work / CHART / "values.yaml"),
+                tag,
+            ],
+            check=True,
+            timeout=60,
+        )
         return self.commit_and_push(f"deploy {tag}")
 
     def write(self, relative: str, text: str, message: str) -> str:

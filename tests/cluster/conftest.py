@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 HERE = Path(__file__).parent
+KUBERNETES_VERSION = re.search(r"^KUBERNETES_VERSION=(\S+)", (HERE / "versions.env").read_text(), re.M)[1]
 
 
 def _exports(text: str) -> dict[str, str]:
@@ -46,3 +49,30 @@ def run(
     result = subprocess.run(list(args), env=env, input=input, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stderr}"
     return result
+
+
+def chart_archive(env: dict[str, str], role: str) -> Path:
+    """The archive of the upstream chart a role pins, in the test cluster's chart cache."""
+    defaults = yaml.safe_load((HERE.parent.parent / "roles" / role / "defaults/main.yml").read_text())
+    name = f"{defaults[role + '_chart_ref']}-{defaults[role + '_chart_version']}.tgz"
+    return Path(env["TASKPLANER_CHART_CACHE"]) / name
+
+
+def apply_chart_crds(env: dict[str, str], role: str) -> None:
+    """The CRDs the real chart a role installs brings, from its crds/ folder or its templates
+    (argo-cd renders them), as installing the chart would."""
+    rendered = run(
+        env,
+        "helm",
+        "template",
+        "crds",
+        str(chart_archive(env, role)),
+        "--include-crds",
+        "--kube-version",
+        KUBERNETES_VERSION,
+    ).stdout
+    crds = [
+        doc for doc in rendered.split("\n---") if re.search(r"^kind: CustomResourceDefinition$", doc, re.M)
+    ]
+    assert crds, role
+    run(env, "kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-", input="\n---".join(crds))

@@ -18,7 +18,8 @@ What differs from a pod, and why (each is an address or a path, never a setting 
   the in-cluster destination (https://kubernetes.default.svc) is reached with the kubeconfig, and
   ARGOCD_GPG_ENABLED=false (it would make a GnuPG keyring at start, which the loop does not use).
 
-Usage: podrunner.py STATE_DIR   (runs until stopped; logs per process in STATE_DIR/logs)
+Usage: podrunner.py STATE_DIR   (STATE_DIR/ports.json: redis, repo, server, metrics; runs until
+stopped; logs per process in STATE_DIR/logs)
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ def snapshot() -> dict[tuple[str, str], Any]:
     """The namespace's workloads, ConfigMaps and Secrets in one read: {(kind, name): object}."""
     out = subprocess.run(
         ["kubectl", "get", "deployments,statefulsets,configmaps,secrets", "-n", NAMESPACE, "-o", "json"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     items = json.loads(out.stdout)["items"] if out.returncode == 0 else []
     return {(item["kind"].lower(), item["metadata"]["name"]): item for item in items}
@@ -73,10 +76,8 @@ class Runner:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.bin = Path(os.environ["TASKPLANER_ARGOCD_BIN"])
-        ports = {name: free_port() for name in ("redis", "repo", "server", "metrics")}
-        ports.update(json.loads((state / "ports.json").read_text()) if (state / "ports.json").exists() else {})
-        (state / "ports.json").write_text(json.dumps(ports))
-        self.ports = ports
+        # picked by cluster.sh, which tells the tests where the API server listens
+        ports = json.loads((state / "ports.json").read_text())
         links = state / "bin"
         links.mkdir(parents=True, exist_ok=True)
         # the multi-call binary picks its program by file name; the repo-server calls "argocd"
@@ -90,19 +91,37 @@ class Runner:
             "argocd-redis:6379": f"{local}:{ports['redis']}",
             "argocd-repo-server:8081": f"{local}:{ports['repo']}",
         }
-        kube = ["--kubeconfig", os.environ["KUBECONFIG"], "--namespace", NAMESPACE]
+        kube = f"--kubeconfig {os.environ['KUBECONFIG']} --namespace {NAMESPACE}"
+        listen = f"--address {local} --metrics-address {local} --metrics-port"
         self.workloads = [
-            Workload("deployment", f"{RELEASE}-redis", "redis", "/usr/bin/redis-server",
-                     ["--port", str(ports["redis"]), "--bind", local]),
-            Workload("deployment", f"{RELEASE}-repo-server", "repo-server", str(links / "argocd-repo-server"),
-                     ["--port", str(ports["repo"]), "--address", local, "--metrics-address", local,
-                      "--metrics-port", str(free_port())]),
-            Workload("statefulset", f"{RELEASE}-application-controller", "application-controller",
-                     str(links / "argocd-application-controller"),
-                     [*kube, "--metrics-port", str(ports["metrics"])]),
-            Workload("deployment", f"{RELEASE}-server", "server", str(links / "argocd-server"),
-                     [*kube, "--port", str(ports["server"]), "--address", local, "--metrics-address", local,
-                      "--metrics-port", str(free_port())]),
+            Workload(
+                "deployment",
+                f"{RELEASE}-redis",
+                "redis",
+                "/usr/bin/redis-server",
+                f"--port {ports['redis']} --bind {local}".split(),
+            ),
+            Workload(
+                "deployment",
+                f"{RELEASE}-repo-server",
+                "repo-server",
+                str(links / "argocd-repo-server"),
+                f"--port {ports['repo']} {listen} {free_port()}".split(),
+            ),
+            Workload(
+                "statefulset",
+                f"{RELEASE}-application-controller",
+                "application-controller",
+                str(links / "argocd-application-controller"),
+                f"{kube} --metrics-port {ports['metrics']}".split(),
+            ),
+            Workload(
+                "deployment",
+                f"{RELEASE}-server",
+                "server",
+                str(links / "argocd-server"),
+                f"{kube} --port {ports['server']} {listen} {free_port()}".split(),
+            ),
         ]
         self.running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         self.objects: dict[tuple[str, str], Any] = {}
@@ -143,7 +162,7 @@ class Runner:
             value = value.replace(service, address)
         for path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
             if value == path or value.startswith(path + "/"):
-                return str(local) + value[len(path):]
+                return str(local) + value[len(path) :]
         return value
 
     def volumes(self, workload: Workload, spec: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
@@ -174,8 +193,12 @@ class Runner:
         env = self.environment(container, mounts)
         # as Argo CD's own local development setup (its Procfile) runs these programs
         # (git calls back "argocd" for credentials, found on PATH as in the image)
-        env.update(ARGOCD_FAKE_IN_CLUSTER="true", ARGOCD_GPG_ENABLED="false",
-                   HOME=str(self.state / "home" / workload.name), PATH=f"{self.links}:{os.environ['PATH']}")
+        env.update(
+            ARGOCD_FAKE_IN_CLUSTER="true",
+            ARGOCD_GPG_ENABLED="false",
+            HOME=str(self.state / "home" / workload.name),
+            PATH=f"{self.links}:{os.environ['PATH']}",
+        )
         for path, variable in DATA_PATHS.items():
             if path in mounts:
                 env[variable] = str(mounts[path])
@@ -192,9 +215,19 @@ class Runner:
         """The chart's redis-secret-init Job, run for real (kwok only marks it Complete)."""
         if self.key_of("secret", "argocd-redis", "auth", optional=True) is None:
             subprocess.run(
-                [str(self.links / "argocd"), "admin", "redis-initial-password",
-                 "--kubeconfig", os.environ["KUBECONFIG"], "--namespace", NAMESPACE],
-                env={**os.environ, "ARGOCD_BINARY_NAME": "argocd"}, check=True, capture_output=True, timeout=60,
+                [
+                    str(self.links / "argocd"),
+                    "admin",
+                    "redis-initial-password",
+                    "--kubeconfig",
+                    os.environ["KUBECONFIG"],
+                    "--namespace",
+                    NAMESPACE,
+                ],
+                env={**os.environ, "ARGOCD_BINARY_NAME": "argocd"},
+                check=True,
+                capture_output=True,
+                timeout=60,
             )
             self.objects = snapshot()
 
@@ -229,8 +262,9 @@ class Runner:
                 self.stop(workload.name)
             log = open(self.state / "logs" / f"{workload.name}.log", "ab")  # noqa: SIM115 (lives with the process)
             log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
-            process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=env["HOME"])
+            process = subprocess.Popen(
+                argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=env["HOME"]
+            )
             self.running[workload.name] = (digest, process)
 
     def run(self) -> None:

@@ -1,4 +1,4 @@
-"""alloy against the local test cluster (stand-in alloy chart); its configuration is checked
+"""alloy against the local test cluster (the real alloy chart); its configuration is checked
 with Alloy's own parser (tests/alloy, built by tests/cluster/build.sh)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""loki against the local test cluster (stand-in loki chart)."""
+"""loki against the local test cluster (the real loki chart)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""monitoring against the local test cluster (stand-in kube-prometheus-stack chart)."""
+"""monitoring against the local test cluster (the real kube-prometheus-stack chart)."""
 
 from __future__ import annotations
 

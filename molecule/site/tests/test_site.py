@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -30,6 +29,7 @@ def memory_mi(value: str) -> float:
 
 
 def requests_of(containers: list[dict]) -> tuple[float, float]:
+    """Summed requests of containers as Cluster.containers lists them."""
     cpu = sum(cpu_milli(c.get("resources", {}).get("requests", {}).get("cpu", "0")) for c in containers)
     mem = sum(memory_mi(c.get("resources", {}).get("requests", {}).get("memory", "0")) for c in containers)
     return cpu, mem
@@ -51,7 +51,8 @@ def test_every_role_left_its_mark(cluster):
     assert cluster.get("deployment", "kube-prometheus-stack-grafana", "monitoring")
     assert cluster.get("statefulset", "loki", "loki")
     assert cluster.get("daemonset", "alloy", "alloy")
-    assert cluster.get("application", "taskplaner", "argocd")
+    status = cluster.get("application", "taskplaner", "argocd")["status"]
+    assert (status["sync"]["status"], status["health"]["status"]) == ("Synced", "Healthy")
     dropin = (
         Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
         / "root/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml"
@@ -60,27 +61,16 @@ def test_every_role_left_its_mark(cluster):
 
 
 def test_platform_fits_the_resource_budget_of_one_small_node(cluster):
+    """Summed from the real charts' pods (sidecars included; init containers finish before the
+    rest start, so they count only as a floor), and TaskPlaner's as Argo CD deployed it."""
     rows = {}
-    for name, namespace in PLATFORM.items():
-        pods = json.loads(
-            subprocess.run(
-                ["kubectl", "get", "pods", "-n", namespace, "-o", "json"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )["items"]
-        assert pods, namespace
-        rows[name] = requests_of([c for p in pods for c in p["spec"]["containers"]])
-    # No Argo CD controller runs here to deploy the app: count what its chart asks for.
-    rendered = subprocess.run(
-        ["helm", "template", "taskplaner", str(ROOT / "app/chart")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    [deployment] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment"]
-    rows["TaskPlaner"] = requests_of(deployment["spec"]["template"]["spec"]["containers"])
+    for name, namespace in {**PLATFORM, "TaskPlaner": "taskplaner"}.items():
+        containers = cluster.containers(namespace)
+        assert containers, namespace
+        for c in containers:
+            r = c["resources"]
+            assert set(r.get("requests", {})) == {"cpu", "memory"} and "memory" in r.get("limits", {}), c
+        rows[name] = requests_of([c for c in containers if not c["init"]])
     total_cpu = sum(cpu for cpu, _ in rows.values())
     total_mem = sum(mem for _, mem in rows.values())
     RESULTS.mkdir(parents=True, exist_ok=True)

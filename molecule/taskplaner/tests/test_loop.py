@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 import requests
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from gitea_repo import CHART, Repository
 
 NS = "taskplaner"
@@ -39,7 +42,10 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
 
 def synced_and_healthy(cluster, revision: str | None = None) -> dict[str, Any] | None:
     status = application(cluster).get("status", {})
-    ok = status.get("sync", {}).get("status") == "Synced" and status.get("health", {}).get("status") == "Healthy"
+    ok = (
+        status.get("sync", {}).get("status") == "Synced"
+        and status.get("health", {}).get("status") == "Healthy"
+    )
     if revision:
         ok = ok and status["sync"].get("revision") == revision
     return status if ok else None
@@ -61,8 +67,19 @@ def test_application_is_synced_and_healthy_with_the_objects_the_chart_renders(cl
     values = application(cluster)["spec"]["source"]["helm"]["valuesObject"]
     (tmp_path / "values.json").write_text(json.dumps(values))
     rendered = subprocess.run(
-        ["helm", "template", "taskplaner", str(repo.work / CHART), "-n", NS, "-f", str(tmp_path / "values.json")],
-        capture_output=True, text=True, check=True,
+        [
+            "helm",
+            "template",
+            "taskplaner",
+            str(repo.work / CHART),
+            "-n",
+            NS,
+            "-f",
+            str(tmp_path / "values.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     objects = [d for d in yaml.safe_load_all(rendered) if d]
     assert len(objects) >= 8
@@ -71,9 +88,17 @@ def test_application_is_synced_and_healthy_with_the_objects_the_chart_renders(cl
     }
     assert all(r["status"] == "Synced" for r in status["resources"]), status["resources"]
     for obj in objects:
-        live = cluster.get(obj["kind"].lower() + "." + obj["apiVersion"].split("/")[0]
-                           if "/" in obj["apiVersion"] else obj["kind"].lower(), obj["metadata"]["name"], NS)
-        assert live["metadata"]["labels"] == {**obj["metadata"].get("labels", {}), **live["metadata"]["labels"]}
+        live = cluster.get(
+            obj["kind"].lower() + "." + obj["apiVersion"].split("/")[0]
+            if "/" in obj["apiVersion"]
+            else obj["kind"].lower(),
+            obj["metadata"]["name"],
+            NS,
+        )
+        assert live["metadata"]["labels"] == {
+            **obj["metadata"].get("labels", {}),
+            **live["metadata"]["labels"],
+        }
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     assert image_of(cluster) == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
 
@@ -85,10 +110,14 @@ def test_a_pushed_image_tag_is_deployed_within_seconds_through_the_webhook(clust
     tag = f"webhook-{int(time.time())}"
     started = time.monotonic()
     commit = repo.set_tag(tag)
-    wait_for(f"image tag {tag}", lambda: image_of(cluster).endswith(f":{tag}"), timeout=WEBHOOK_DEPLOY_SECONDS)
+    wait_for(
+        f"image tag {tag}", lambda: image_of(cluster).endswith(f":{tag}"), timeout=WEBHOOK_DEPLOY_SECONDS
+    )
     elapsed = time.monotonic() - started
     wait_for("Synced/Healthy at the pushed commit", lambda: synced_and_healthy(cluster, commit))
-    print(f"push to deployed: {elapsed:.1f} s")
+    results = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "bench/results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "gitops.json").write_text(json.dumps({"push_to_deployed_s": round(elapsed, 1)}))
     assert elapsed < WEBHOOK_DEPLOY_SECONDS
 
 
@@ -98,6 +127,7 @@ def test_a_broken_chart_fails_the_sync_and_the_running_release_stays(cluster, re
     broken = Path(CHART) / "templates/broken.yaml"
     repo.write(str(broken), '{{ required "broken on purpose" .Values.noSuchValue }}\n', "a broken chart")
     try:
+
         def comparison_error() -> str | None:
             status = application(cluster).get("status", {})
             messages = [c["message"] for c in status.get("conditions", []) if c["type"] == "ComparisonError"]
@@ -115,12 +145,17 @@ def test_a_broken_chart_fails_the_sync_and_the_running_release_stays(cluster, re
 
 def test_api_server_takes_the_vault_admin_password_over_plain_http():
     login = f"{SERVER}/api/v1/session"
-    good = requests.post(login, json={"username": "admin", "password": "admin-password-for-tests"},
-                         timeout=10, allow_redirects=False)
+    good = requests.post(
+        login,
+        json={"username": "admin", "password": "admin-password-for-tests"},
+        timeout=10,
+        allow_redirects=False,
+    )
     assert good.status_code == 200, good.text
     assert good.json()["token"].count(".") == 2  # a JWT
-    bad = requests.post(login, json={"username": "admin", "password": "not-the-password"},
-                        timeout=10, allow_redirects=False)
+    bad = requests.post(
+        login, json={"username": "admin", "password": "not-the-password"}, timeout=10, allow_redirects=False
+    )
     assert bad.status_code == 401
     # server.insecure: plain HTTP is served, not redirected to https (Traefik terminates TLS)
     version = requests.get(f"{SERVER}/api/version", timeout=10, allow_redirects=False)
