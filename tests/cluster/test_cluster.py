@@ -32,42 +32,40 @@ def test_api_server_is_ready_and_reports_the_pinned_version(cluster_env):
     assert version["serverVersion"]["gitVersion"] == version["clientVersion"]["gitVersion"]
 
 
-def test_api_server_accepts_a_real_crd_and_a_custom_resource(cluster_env):
-    apply_chart_crds(cluster_env, "argocd")
+def test_api_server_accepts_a_real_crd_and_validates_custom_resources_with_it(cluster_env):
+    # kube-prometheus-stack's: the monitoring role applies these server-side too, so the shared
+    # cluster keeps them (the argo-cd chart's CRDs must be created by its helm release)
+    apply_chart_crds(cluster_env, "monitoring")
     run(
         cluster_env,
         "kubectl",
         "wait",
         "--for=condition=Established",
-        "crd/applications.argoproj.io",
+        "crd/prometheusrules.monitoring.coreos.com",
         "--timeout=60s",
     )
-    app = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
         "metadata": {"name": "demo", "namespace": "default"},
-        "spec": {
-            "project": "default",
-            "source": {"repoURL": "https://git.example.test/x.git", "path": "app/chart"},
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": "demo"},
-        },
+        "spec": {"groups": [{"name": "demo", "rules": [{"alert": "Demo", "expr": "vector(1)"}]}]},
     }
-    run(cluster_env, "kubectl", "apply", "-f", "-", input=json.dumps(app))
-    got = json.loads(run(cluster_env, "kubectl", "get", "application", "demo", "-o", "json").stdout)
-    assert got["spec"]["source"]["path"] == "app/chart"
-    # the real CRD validates: an Application without a destination is refused
-    del app["spec"]["destination"]
-    app["metadata"]["name"] = "invalid"
+    run(cluster_env, "kubectl", "apply", "-f", "-", input=json.dumps(rule))
+    got = json.loads(run(cluster_env, "kubectl", "get", "prometheusrule", "demo", "-o", "json").stdout)
+    assert got["spec"]["groups"][0]["rules"][0]["expr"] == "vector(1)"
+    # the real schema: a rule without an expression is refused
+    del rule["spec"]["groups"][0]["rules"][0]["expr"]
+    rule["metadata"]["name"] = "invalid"
     refused = subprocess.run(
         ["kubectl", "apply", "-f", "-"],
-        input=json.dumps(app),
+        input=json.dumps(rule),
         env=cluster_env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert refused.returncode != 0 and "destination" in refused.stderr, refused.stderr
-    run(cluster_env, "kubectl", "delete", "application", "demo")
+    assert refused.returncode != 0 and "expr" in refused.stderr, refused.stderr
+    run(cluster_env, "kubectl", "delete", "prometheusrule", "demo")
 
 
 def test_a_deployment_becomes_available_on_the_kwok_node(cluster_env):
