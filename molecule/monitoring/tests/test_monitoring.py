@@ -64,8 +64,17 @@ def test_every_container_has_requests_and_a_memory_limit(cluster):
     containers = cluster.containers(NS)
     names = {c["name"] for c in containers}
     # the real chart's pods with their sidecars and init containers, and the operator's
-    assert {"prometheus", "alertmanager", "config-reloader", "init-config-reloader", "grafana",
-            "grafana-sc-dashboard", "init-chown-data", "kube-state-metrics", "node-exporter"} <= names, names
+    assert {
+        "prometheus",
+        "alertmanager",
+        "config-reloader",
+        "init-config-reloader",
+        "grafana",
+        "grafana-sc-dashboard",
+        "init-chown-data",
+        "kube-state-metrics",
+        "node-exporter",
+    } <= names, names
     for c in containers:
         r = c["resources"]
         assert set(r.get("requests", {})) == {"cpu", "memory"} and "memory" in r.get("limits", {}), c
@@ -157,24 +166,42 @@ def test_network_policies_admit_only_traefik_to_grafana_and_prometheus_to_export
     ]
 
 
-def test_crds_applied_server_side_by_the_role():
+def crd_state(name: str) -> tuple[str, dict[str, str]]:
+    """The CRD's operator version and its field managers (manager → operation)."""
     out = subprocess.run(
-        [
-            "kubectl",
-            "get",
-            "crd",
-            "servicemonitors.monitoring.coreos.com",
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ],
+        ["kubectl", "get", "crd", name, "-o", "json", "--show-managed-fields"],
         capture_output=True,
         text=True,
         check=True,
     )
     crd = json.loads(out.stdout)
     managers = {m["manager"]: m["operation"] for m in crd["metadata"]["managedFields"]}
-    assert managers.get("ansible-monitoring") == "Apply"
+    return crd["metadata"]["annotations"]["operator.prometheus.io/version"], managers
+
+
+def test_crds_behind_the_chart_are_applied_server_side_then_left_alone(converge):
+    """helm never upgrades CRDs: after a chart bump the role must. Here the installed CRDs are
+    made to look older than the chart's (as before an upgrade of the pinned version)."""
+    chart_version, _ = crd_state("servicemonitors.monitoring.coreos.com")
+    subprocess.run(
+        [
+            "kubectl",
+            "annotate",
+            "crd",
+            "prometheusrules.monitoring.coreos.com",
+            "operator.prometheus.io/version=0.0.1",
+            "--overwrite",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    upgraded = converge()
+    assert upgraded.returncode == 0, upgraded.stdout[-3000:]
+    for name in ("prometheusrules.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com"):
+        version, managers = crd_state(name)
+        assert version == chart_version and managers.get("ansible-monitoring") == "Apply", (name, managers)
+    again = converge()
+    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
 
 
 def test_grafana_and_operator_available(cluster):
