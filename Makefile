@@ -18,7 +18,7 @@ bench: ## benchmarks under bench/ (not tests); prints the README table rows
 	.venv/bin/python bench/run.py
 
 deploy: ## the whole platform on the hosts in inventory/hosts.yml
-	scripts/bootstrap.sh test
+	scripts/bootstrap.sh deploy
 	.venv/bin/ansible-playbook site.yml --ask-vault-pass
 
 cluster-up: ## start the local test cluster (Kubernetes API + kwok + Gitea) and print how to use it

@@ -3,6 +3,7 @@
 #   scripts/bootstrap.sh app    the Python venv with the app (for make run)
 #   scripts/bootstrap.sh bench  the app + wrk (Debian) for the HTTP benchmark
 #   scripts/bootstrap.sh test   + dev tools, Debian packages, the test cluster's binaries
+#   scripts/bootstrap.sh deploy the venv with Ansible and its collections (make deploy), nothing else
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,7 +43,7 @@ ensure_venv() {
   say "installing Python packages ($extra) from constraints.txt"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   local target="app"
-  [[ "$extra" == dev ]] && target="app[dev]"
+  [[ "$extra" == runtime ]] || target="app[$extra]"
   "$venv/bin/pip" install -q -c constraints.txt -e "$target"
   rm -f "$venv"/.installed-"$extra"-*
   touch "$stamp"
@@ -59,5 +60,6 @@ case "$what" in
     ensure_venv dev
     tests/cluster/build.sh all
     ;;
-  *) say "usage: $0 app|bench|test"; exit 2 ;;
+  deploy) ensure_venv deploy ;;
+  *) say "usage: $0 app|bench|test|deploy"; exit 2 ;;
 esac
