@@ -179,7 +179,10 @@ class Runner:
                     obj = self.objects.get((kind.lower(), volume[kind][ref_key]), {})
                     for key, value in (obj.get("data") or {}).items():
                         text = base64.b64decode(value) if kind == "secret" else value.encode()
-                        (local / key).write_bytes(text)
+                        target = local / key
+                        # this runs every poll: write only what changed, as a kubelet updates files
+                        if not target.exists() or target.read_bytes() != text:
+                            target.write_bytes(text)
             mounts[mount["mountPath"]] = local
         return mounts
 
