@@ -17,9 +17,11 @@ bench: ## benchmarks under bench/ (not tests); prints the README table rows
 	scripts/bootstrap.sh bench
 	.venv/bin/python bench/run.py
 
+# ARGS adds ansible-playbook arguments (ARGS="--check --diff" previews). The vault password is
+# asked for, unless ANSIBLE_VAULT_PASSWORD_FILE names a file (or a script) that gives it.
 deploy: ## the whole platform on the hosts in inventory/hosts.yml
 	scripts/bootstrap.sh deploy
-	.venv/bin/ansible-playbook site.yml --ask-vault-pass
+	.venv/bin/ansible-playbook site.yml $(if $(ANSIBLE_VAULT_PASSWORD_FILE),,--ask-vault-pass) $(ARGS)
 
 cluster-up: ## start the local test cluster (Kubernetes API + kwok + Gitea) and print how to use it
 	scripts/bootstrap.sh test

@@ -16,8 +16,9 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 # Debian packages the test suite drives for real (installed only when missing).
 # prometheus ships promtool, which checks the alerting rules; chromium drives the browser tests;
 # redis-server is the Redis the test cluster's Argo CD caches in (as the chart's redis pod does).
+# sudo: the site scenario deploys as a non-root user with sudo, as on a real host.
 DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core
-  redis-server)
+  redis-server sudo)
 
 ensure_debian_packages() {
   local missing=()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-RUNS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "site-run-seconds"
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+RUNS = EPHEMERAL / "site-run-seconds"
 RESULTS = ROOT / "bench/results"
+SCENARIO = yaml.safe_load((Path(__file__).parent.parent / "group_vars/all.yml").read_text())
 BUDGET_CPU_MILLI = 1000
 BUDGET_MEMORY_MI = 1536
 PLATFORM = {"Argo CD": "argocd", "kube-prometheus-stack": "monitoring", "Loki": "loki", "Alloy": "alloy"}
@@ -53,11 +56,28 @@ def test_every_role_left_its_mark(cluster):
     assert cluster.get("daemonset", "alloy", "alloy")
     status = cluster.get("application", "taskplaner", "argocd")["status"]
     assert (status["sync"]["status"], status["health"]["status"]) == ("Synced", "Healthy")
-    dropin = (
-        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-        / "root/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml"
-    )
+    dropin = Path("/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml")
     assert yaml.safe_load(dropin.read_text())["kube-scheduler-arg"] == ["bind-address=0.0.0.0"]
+    # written through sudo by the non-root account, root's alone as k3s's own files are
+    info = dropin.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600)
+    # k3s restarted once, by the first run; the second found nothing to change
+    assert (EPHEMERAL / "k3s-restarts").read_text().splitlines() == ["restarted"]
+
+
+def test_the_deploy_used_the_inventory_as_shipped():
+    """A non-root account ran it, in a copy holding the shipped inventory unchanged plus only the
+    two files a user writes: the vault (encrypted) and the settings for this cluster."""
+    deployer = pwd.getpwnam(SCENARIO["site_deployer"])
+    assert deployer.pw_uid != 0
+    deployed = Path(deployer.pw_dir) / "taskplaner"
+    for shipped in ("inventory/hosts.yml", "inventory/group_vars/all/main.yml", "ansible.cfg", "site.yml"):
+        assert (deployed / shipped).read_bytes() == (ROOT / shipped).read_bytes(), shipped
+    added = {p.name for p in (deployed / "inventory/group_vars/all").iterdir()} - {
+        p.name for p in (ROOT / "inventory/group_vars/all").iterdir()
+    }
+    assert added == {"vault.yml", "test-cluster.yml"}
+    assert (deployed / "inventory/group_vars/all/vault.yml").read_text().startswith("$ANSIBLE_VAULT;")
 
 
 def test_platform_fits_the_resource_budget_of_one_small_node(cluster):
