@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
 import yaml
@@ -21,8 +23,7 @@ def test_dropin_merges_the_users_arguments_and_replaces_the_conflicting_one(host
         "kube-controller-manager-arg": ["terminated-pod-gc-threshold=10", "bind-address=0.0.0.0"],
         "kube-scheduler-arg": ["bind-address=0.0.0.0"],
         "kube-proxy-arg": ["v=2", "metrics-bind-address=0.0.0.0"],
-        "etcd-expose-metrics": True,
-    }
+    }  # no etcd-expose-metrics: nothing would scrape it (platform_etcd_metrics: false)
 
 
 def test_users_files_are_untouched(host):
@@ -90,3 +91,48 @@ def test_a_k3s_that_does_not_come_back_fails_with_the_reason(host, converge):
     finally:
         DROPIN.write_bytes(before)
         (ROOT / "restarts").write_bytes(restarts)
+
+
+def test_a_metrics_port_on_loopback_only_fails_the_wait_on_the_hosts_address(host, converge):
+    """k3s listens on 127.0.0.1 with or without the drop-in: only the host's address proves it."""
+    before, restarts = DROPIN.read_bytes(), (ROOT / "restarts").read_bytes()
+    with socket.socket() as loopback_only:
+        loopback_only.bind(("127.0.0.1", 0))
+        loopback_only.listen()
+        port = loopback_only.getsockname()[1]
+        facts = host.ansible("setup", "gather_subset=network")["ansible_facts"]
+        address = facts["ansible_default_ipv4"]["address"]
+        try:
+            result = converge(
+                "-e",
+                json.dumps(
+                    {
+                        "platform_etcd_metrics": True,  # a changed drop-in: k3s restarts, the wait runs
+                        "k3s_metrics_wait_host": "",
+                        "k3s_metrics_wait_ports": [port],
+                        "k3s_metrics_wait_timeout": 2,
+                    }
+                ),
+            )
+        finally:
+            DROPIN.write_bytes(before)
+            (ROOT / "restarts").write_bytes(restarts)
+    assert result.returncode != 0
+    assert f"port(s) {port} on {address} did not listen" in result.stdout
+
+
+def test_kube_args_on_the_units_command_line_stop_the_role_before_any_change(converge):
+    unit = ROOT / "etc/systemd/system/k3s.service"
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    before = DROPIN.read_bytes()
+    # as the installer writes INSTALL_K3S_EXEC="--kube-scheduler-arg=v=2"
+    unit.write_text(
+        "[Service]\nExecStart=/usr/local/bin/k3s \\\n    server \\\n\t'--kube-scheduler-arg=v=2' \\\n"
+    )
+    try:
+        result = converge("-e", json.dumps({"k3s_metrics_bind_address": "127.0.0.1"}))
+    finally:
+        unit.unlink()
+    assert result.returncode != 0
+    assert "passes --kube-scheduler-arg on k3s's command line (INSTALL_K3S_EXEC)" in result.stdout
+    assert DROPIN.read_bytes() == before
