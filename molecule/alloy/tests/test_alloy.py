@@ -26,6 +26,18 @@ def test_daemonset_reads_var_log_with_requests_and_limits(cluster):
     assert status["numberReady"] == status["desiredNumberScheduled"] == 1
 
 
+def test_the_pod_reads_both_journals_and_keeps_its_positions_on_the_node(cluster):
+    """Without /etc/machine-id Alloy cannot open the local journal; a volatile journal is under
+    /run/log/journal; positions under /tmp were lost (and logs sent again) on every restart."""
+    pod = cluster.get("daemonset", "alloy", NS)["spec"]["template"]["spec"]
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    [alloy] = [c for c in pod["containers"] if c["name"] == "alloy"]
+    mounts = {m["mountPath"]: m["name"] for m in alloy["volumeMounts"]}
+    for path in ["/var/log", "/run/log/journal", "/etc/machine-id", "/var/lib/alloy"]:
+        assert host_paths[mounts[path]] == path, path
+    assert "--storage.path=/var/lib/alloy" in alloy["args"]
+
+
 def test_configuration_parses_with_alloys_own_parser(cluster, tmp_path):
     path = tmp_path / "config.alloy"
     path.write_text(_config(cluster))
