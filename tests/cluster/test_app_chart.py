@@ -52,7 +52,8 @@ def test_the_api_server_accepts_every_object(cluster_env, tmp_path):
             "configmap",
             "deployment.apps",
             "ingress.networking.k8s.io",
-            "middleware.traefik.io",
+            "middleware.traefik.io",  # the upload limit
+            "middleware.traefik.io",  # the HTTPS redirect
             "networkpolicy.networking.k8s.io",
             "persistentvolumeclaim",
             "prometheusrule.monitoring.coreos.com",
@@ -89,9 +90,19 @@ def test_pod_is_locked_down_with_one_replica_recreated(cluster_env):
     }
 
 
+def test_a_rollout_that_cannot_start_is_reported_within_minutes_and_registries_can_be_private(cluster_env):
+    """An image the pipeline has not built yet (first deploy) fails the rollout after 3 minutes,
+    so Argo CD shows Degraded (the role's wait stops there); pull secrets reach the pod."""
+    spec = by_kind(render(cluster_env), "Deployment")["spec"]
+    assert spec["progressDeadlineSeconds"] == 180
+    assert "imagePullSecrets" not in spec["template"]["spec"]
+    private = by_kind(render(cluster_env, "imagePullSecrets[0].name=registry"), "Deployment")
+    assert private["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+
+
 def test_upload_limit_is_the_same_in_traefik_and_the_app(cluster_env):
     docs = render(cluster_env, "maxUploadBytes=1048576", "host=task.example.test")
-    middleware = by_kind(docs, "Middleware")
+    [middleware] = [d for d in docs if d["kind"] == "Middleware" and "buffering" in d["spec"]]
     assert middleware["spec"]["buffering"]["maxRequestBodyBytes"] == 1048576
     env = {
         e["name"]: e.get("value")
@@ -99,10 +110,24 @@ def test_upload_limit_is_the_same_in_traefik_and_the_app(cluster_env):
     }
     assert env["TASKPLANER_MAX_UPLOAD_BYTES"] == "1048576"
     ingress = by_kind(docs, "Ingress")
-    assert ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"] == (
-        f"{NS}-taskplaner-upload-limit@kubernetescrd"
-    )
+    middlewares = ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+    assert middlewares.split(",") == [
+        f"{NS}-taskplaner-redirect-https@kubernetescrd",
+        f"{NS}-taskplaner-upload-limit@kubernetescrd",
+    ]
     assert ingress["spec"]["rules"][0]["host"] == "task.example.test"
+
+
+def test_plain_http_is_redirected_to_https(cluster_env):
+    """Traefik serves an Ingress on :80 as well; its first middleware sends such requests to
+    HTTPS for good (a request already on HTTPS passes redirectScheme unchanged)."""
+    docs = render(cluster_env)
+    [redirect] = [d for d in docs if d["kind"] == "Middleware" and "redirectScheme" in d["spec"]]
+    assert redirect["metadata"]["name"] == "taskplaner-redirect-https"
+    assert redirect["spec"]["redirectScheme"] == {"scheme": "https", "permanent": True}
+    annotations = by_kind(docs, "Ingress")["metadata"]["annotations"]
+    middlewares = annotations["traefik.ingress.kubernetes.io/router.middlewares"]
+    assert middlewares.split(",")[0] == f"{NS}-taskplaner-redirect-https@kubernetescrd"
 
 
 def test_data_volume_survives_release_deletion_and_prune(cluster_env):

@@ -7,7 +7,9 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -17,6 +19,7 @@ import bcrypt
 
 NAMESPACE = "argocd"
 SECRET = "webhook-secret-for-tests-0123456789"
+PASSWORD = "admin-password-for-tests"  # molecule/argocd/vars/main.yml
 HOOK_PORT = int((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "hook_port").read_text())
 HOOK_URL = f"http://127.0.0.1:{HOOK_PORT}/api/webhook"
 
@@ -33,25 +36,47 @@ def gitea(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return json.loads(body) if body else None
 
 
+def test_plain_http_to_the_ingress_is_redirected_to_https(cluster):
+    """The Ingress names a redirect middleware that exists in its namespace (Traefik refers to it
+    as <namespace>-<name>@kubernetescrd) and sends plain HTTP to HTTPS for good."""
+    middleware = cluster.get("middleware.traefik.io", "redirect-https", NAMESPACE)
+    assert middleware["spec"]["redirectScheme"] == {"scheme": "https", "permanent": True}
+    ingress = cluster.get("ingress", "argocd-server", NAMESPACE)
+    assert ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"] == (
+        f"{NAMESPACE}-redirect-https@kubernetescrd"
+    )
+
+
 def test_release_values_hold_the_intended_settings(cluster):
     values = cluster.values("argocd", NAMESPACE)
     assert values["configs"]["params"]["server.insecure"] is True
     assert values["configs"]["secret"]["gogsSecret"] == SECRET
-    assert values["configs"]["secret"]["argocdServerAdminPasswordMtime"] == "2026-01-01T00:00:00Z"
+    # set when the password was first stored, then kept (see the rotation test)
+    mtime = values["configs"]["secret"]["argocdServerAdminPasswordMtime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mtime)
     admin_hash = values["configs"]["secret"]["argocdServerAdminPassword"]
-    assert bcrypt.checkpw(b"admin-password-for-tests", admin_hash.encode())
+    assert bcrypt.checkpw(PASSWORD.encode(), admin_hash.encode())
     ingress = values["server"]["ingress"]
     assert ingress["enabled"] is True and ingress["hostname"] == "argocd.example.test"
     assert ingress["ingressClassName"] == "traefik"
-    assert ingress["annotations"] == {"cert-manager.io/cluster-issuer": "test-issuer"}
+    assert ingress["annotations"] == {
+        "cert-manager.io/cluster-issuer": "test-issuer",
+        "traefik.ingress.kubernetes.io/router.middlewares": f"{NAMESPACE}-redirect-https@kubernetescrd",
+    }
     assert values["dex"]["enabled"] is False
 
 
 def test_every_container_has_requests_and_a_memory_limit_and_unused_parts_are_off(cluster):
     containers = cluster.containers(NAMESPACE)
     names = {c["name"] for c in containers}
-    assert {"application-controller", "server", "repo-server", "copyutil", "redis",
-            "applicationset-controller"} <= names, names
+    assert {
+        "application-controller",
+        "server",
+        "repo-server",
+        "copyutil",
+        "redis",
+        "applicationset-controller",
+    } <= names, names
     # Dex and the notifications controller stay off until configured
     assert not names & {"dex-server", "notifications-controller"}, names
     for c in containers:
@@ -181,3 +206,44 @@ def test_bad_input_is_rejected_before_any_change(converge):
     assert result.returncode != 0
     assert "argocd: invalid input" in result.stdout
     assert "short" not in result.stdout
+
+
+def argocd_session(password: str) -> str:
+    """A session token from the running Argo CD API server."""
+    request = urllib.request.Request(
+        f"{os.environ['ARGOCD_SERVER_URL']}/api/v1/session",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["token"]
+
+
+def logged_in(token: str) -> bool:
+    request = urllib.request.Request(
+        f"{os.environ['ARGOCD_SERVER_URL']}/api/v1/session/userinfo",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response).get("loggedIn", False)
+
+
+def test_a_rotated_admin_password_ends_the_old_sessions_and_a_rerun_ends_none(converge):
+    old = argocd_session(PASSWORD)
+    rerun = converge()
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert logged_in(old), "a run that changed nothing logged the admin out"
+    rotated = "a-rotated-admin-password"
+    try:
+        result = converge("-e", json.dumps({"argocd_admin_password": rotated}))
+        assert result.returncode == 0, result.stdout[-3000:]
+        # the server reads argocd-secret through its informer: give it a moment
+        deadline = time.monotonic() + 20
+        while logged_in(old) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not logged_in(old), "a session from before the rotation is still valid"
+        assert logged_in(argocd_session(rotated))
+    finally:
+        restored = converge()
+        assert restored.returncode == 0, restored.stdout[-3000:]

@@ -50,7 +50,12 @@ def test_grafana_uses_the_role_secret_loki_and_labelled_dashboards(cluster):
     }
     assert "adminPassword" not in grafana
     assert grafana["ingress"]["hosts"] == ["grafana.example.test"]
-    assert grafana["ingress"]["annotations"] == {"cert-manager.io/cluster-issuer": "test-issuer"}
+    assert grafana["ingress"]["annotations"] == {
+        "cert-manager.io/cluster-issuer": "test-issuer",
+        "traefik.ingress.kubernetes.io/router.middlewares": f"{NS}-redirect-https@kubernetescrd",
+    }
+    redirect = cluster.get("middleware.traefik.io", "redirect-https", NS)
+    assert redirect["spec"]["redirectScheme"] == {"scheme": "https", "permanent": True}
     assert grafana["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
     assert grafana["sidecar"]["dashboards"]["labelValue"] == "1"
     [loki] = grafana["additionalDataSources"]
@@ -149,7 +154,12 @@ def test_volume_alert_fires_when_a_volume_is_predicted_to_fill(cluster, tmp_path
 def test_traefik_metrics_turned_on_and_scraped(cluster):
     config = cluster.get("helmchartconfig", "traefik", "kube-system")
     values = yaml.safe_load(config["spec"]["valuesContent"])
+    # merged into the user's own values (prepare.yml), which k3s would otherwise lose
+    assert values["logs"] == {"access": {"enabled": True}}
+    assert values["metrics"]["prometheus"]["addEntryPointsLabels"] is False
     assert values["metrics"]["prometheus"]["entryPoint"] == "metrics"
+    # clients keep their own addresses through ServiceLB (per-client login throttling)
+    assert values["service"]["spec"]["externalTrafficPolicy"] == "Local"
     assert values["metrics"]["prometheus"]["service"]["enabled"] is True
     monitor = cluster.get("servicemonitor", "traefik", "kube-system")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"

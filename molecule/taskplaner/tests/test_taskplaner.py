@@ -35,6 +35,7 @@ def test_application_syncs_the_chart_automatically(cluster):
     assert (source["repoURL"], source["targetRevision"], source["path"]) == (REPO, "main", "app/chart")
     assert source["helm"]["valuesObject"]["host"] == "task.example.test"
     assert source["helm"]["valuesObject"]["existingSecret"] == "taskplaner"
+    assert source["helm"]["valuesObject"]["imagePullSecrets"] == []  # a public image (the default)
     assert source["helm"]["valuesObject"]["persistence"] == {"storageClass": "local-path", "size": "5Gi"}
     assert spec["destination"] == {"server": "https://kubernetes.default.svc", "namespace": NS}
     assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
@@ -65,7 +66,11 @@ def test_a_changed_vault_value_changes_the_secret_then_nothing(converge, cluster
 
 
 def test_bad_input_is_rejected_before_any_change(converge):
-    result = converge("-e", json.dumps({"taskplaner_secret_key": "too-short"}))
+    weak = {"taskplaner_secret_key": "too-short", "taskplaner_password": "change-me"}
+    result = converge("-e", json.dumps(weak))
     assert result.returncode != 0
-    assert "taskplaner: invalid input" in result.stdout
-    assert "too-short" not in result.stdout
+    assert (
+        "taskplaner: weak secrets: taskplaner_password is still the placeholder from vault.yml.example; "
+        "taskplaner_secret_key is shorter than 32 characters" in result.stdout
+    )
+    assert "too-short" not in result.stdout and "change-me" not in result.stdout
