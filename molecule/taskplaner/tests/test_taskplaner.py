@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 NS = "taskplaner"
@@ -74,3 +76,38 @@ def test_bad_input_is_rejected_before_any_change(converge):
         "taskplaner_secret_key is shorter than 32 characters" in result.stdout
     )
     assert "too-short" not in result.stdout and "change-me" not in result.stdout
+
+
+def test_the_wait_stops_with_argo_cds_and_the_pods_words_when_the_app_is_not_healthy(tmp_path):
+    """The path a first deploy takes when the image is not built yet (kwok pulls no image, so an
+    Application that never becomes Healthy stands in): the wait ends, reads the pods, and says why."""
+    playbook = tmp_path / "wait.yml"
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "ansible.builtin.include_role": {"name": "taskplaner", "tasks_from": "verify"},
+                            "vars": {"taskplaner_app_name": "never-healthy", "taskplaner_wait_timeout": 1},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    python = f"ansible_python_interpreter={sys.executable}"
+    result = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", python, str(playbook)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(project / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert result.returncode != 0
+    assert "taskplaner: Argo CD reports the app Unknown/Unknown" in result.stdout, result.stdout[-3000:]
+    assert "kubectl -n taskplaner get pods" in result.stdout
