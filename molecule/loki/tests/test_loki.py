@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import bcrypt
 
@@ -36,29 +37,66 @@ def test_only_the_single_binary_runs_with_requests_and_a_limit(cluster):
         assert set(r.get("requests", {})) == {"cpu", "memory"} and "memory" in r.get("limits", {}), c
 
 
-def test_basic_auth_secret_holds_bcrypt_htpasswd_lines_for_every_user(cluster):
-    users = base64.b64decode(cluster.get("secret", "loki-basic-auth", NS)["data"]["users"]).decode()
-    lines = dict(line.split(":", 1) for line in users.splitlines())
-    assert set(lines) == {"alloy-remote", "grafana-cloud"}
-    assert lines["alloy-remote"].startswith("$2y$")
-    assert bcrypt.checkpw(b"remote-password-for-tests", lines["alloy-remote"].encode())
-    assert bcrypt.checkpw(b"another-password-for-tests", lines["grafana-cloud"].encode())
+def htpasswd(cluster, role: str) -> dict[str, str]:
+    users = base64.b64decode(cluster.get("secret", f"loki-{role}-users", NS)["data"]["users"]).decode()
+    return dict(line.split(":", 1) for line in users.splitlines())
 
 
-def test_the_only_outside_route_goes_through_the_basic_auth_middleware(cluster):
-    middleware = cluster.get("middleware.traefik.io", "loki-basic-auth", NS)
-    assert middleware["spec"]["basicAuth"]["secret"] == "loki-basic-auth"
-    ingress = cluster.get("ingress", "loki", NS)
-    annotations = ingress["metadata"]["annotations"]
-    assert (
-        annotations["traefik.ingress.kubernetes.io/router.middlewares"]
-        == "loki-loki-basic-auth@kubernetescrd"
-    )
-    assert annotations["cert-manager.io/cluster-issuer"] == "test-issuer"
-    [rule] = ingress["spec"]["rules"]
-    assert rule["host"] == "loki.example.test"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "loki", "port": {"number": 3100}}
-    assert ingress["spec"]["tls"][0]["hosts"] == ["loki.example.test"]
+def test_each_roles_secret_holds_bcrypt_lines_for_its_users_only(cluster):
+    push, read = htpasswd(cluster, "push"), htpasswd(cluster, "read")
+    assert set(push) == {"alloy-remote"}  # no roles given: push only
+    assert set(read) == {"grafana-cloud"}
+    assert push["alloy-remote"].startswith("$2y$")
+    assert bcrypt.checkpw(b"remote-password-for-tests", push["alloy-remote"].encode())
+    assert bcrypt.checkpw(b"another-password-for-tests", read["grafana-cloud"].encode())
+
+
+def routed_role(cluster, path: str) -> str | None:
+    """Which role's route an outside request for `path` takes (Ingress Prefix semantics: whole
+    path elements), or None when no route takes it."""
+    matches = []
+    for role in ("push", "read"):
+        ingress = cluster.get("ingress", f"loki-{role}", NS)
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] == "loki.example.test"
+            for p in rule["http"]["paths"]:
+                assert p["pathType"] == "Prefix"
+                assert p["backend"]["service"] == {"name": "loki", "port": {"number": 3100}}
+                if path == p["path"] or path.startswith(p["path"].rstrip("/") + "/"):
+                    matches.append((len(p["path"]), role))
+    return max(matches)[1] if matches else None
+
+
+def test_push_users_can_only_push_readers_can_only_read_and_nobody_deletes(cluster):
+    """Who may reach what of Loki's API from outside, read from the objects the role applied."""
+    table = {
+        "/loki/api/v1/push": "push",
+        "/loki/api/v1/query": "read",
+        "/loki/api/v1/query_range": "read",
+        "/loki/api/v1/labels": "read",
+        "/loki/api/v1/label/app/values": "read",
+        "/loki/api/v1/series": "read",
+        "/loki/api/v1/tail": "read",
+        "/loki/api/v1/delete": None,
+        "/loki/api/v1/delete/cancel": None,
+        "/compactor/ring": None,
+        "/config": None,
+        "/": None,
+    }
+    assert {path: routed_role(cluster, path) for path in table} == table
+    for role in ("push", "read"):
+        middleware = cluster.get("middleware.traefik.io", f"loki-{role}-auth", NS)
+        assert middleware["spec"]["basicAuth"]["secret"] == f"loki-{role}-users"
+        ingress = cluster.get("ingress", f"loki-{role}", NS)
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["traefik.ingress.kubernetes.io/router.middlewares"] == (
+            f"loki-loki-{role}-auth@kubernetescrd"
+        )
+        assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
+        assert ingress["spec"]["tls"][0] == {"hosts": ["loki.example.test"], "secretName": "loki-tls"}
+    # the single route of earlier versions, open to every user, is gone
+    gone = subprocess.run(["kubectl", "get", "ingress", "loki", "-n", NS], capture_output=True, text=True)
+    assert "NotFound" in gone.stderr
 
 
 def test_servicemonitor_and_network_policy(cluster):
@@ -82,25 +120,27 @@ def test_check_mode_after_converge_reports_no_change(check_mode_changes):
 
 
 def test_a_changed_password_changes_only_that_users_line(converge, cluster):
-    before = base64.b64decode(cluster.get("secret", "loki-basic-auth", NS)["data"]["users"]).decode()
+    before = htpasswd(cluster, "push")
     users = [
         {"username": "alloy-remote", "password": "remote-password-for-tests"},
-        {"username": "grafana-cloud", "password": "a-rotated-password-for-tests"},
+        {"username": "grafana-cloud", "password": "a-rotated-password-for-tests", "roles": ["read"]},
     ]
     try:
         result = converge("-e", json.dumps({"loki_basic_auth_users": users}))
         assert result.returncode == 0, result.stdout[-3000:]
-        after = base64.b64decode(cluster.get("secret", "loki-basic-auth", NS)["data"]["users"]).decode()
-        assert after.splitlines()[0] == before.splitlines()[0]
-        assert bcrypt.checkpw(
-            b"a-rotated-password-for-tests", after.splitlines()[1].split(":", 1)[1].encode()
-        )
+        assert htpasswd(cluster, "push") == before
+        rotated = htpasswd(cluster, "read")["grafana-cloud"]
+        assert bcrypt.checkpw(b"a-rotated-password-for-tests", rotated.encode())
     finally:
         assert converge().returncode == 0
 
 
 def test_bad_input_is_rejected_before_any_change(converge):
-    result = converge("-e", json.dumps({"loki_basic_auth_users": [{"username": "x y", "password": "short"}]}))
+    bad_users = [
+        {"username": "x y", "password": "short"},
+        {"username": "b", "password": "a-long-enough-password", "roles": ["admin"]},
+    ]
+    result = converge("-e", json.dumps({"loki_basic_auth_users": bad_users}))
     assert result.returncode != 0
     assert "loki: invalid input" in result.stdout
     assert "short" not in result.stdout
