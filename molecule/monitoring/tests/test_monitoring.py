@@ -11,7 +11,6 @@ import yaml
 
 NS = "monitoring"
 RELEASE = "kube-prometheus-stack"
-PVC = 'persistentvolumeclaim="prometheus-db-0"'
 
 
 def test_k3s_components_scraped_at_the_node_ip_keeping_only_their_own_families(cluster):
@@ -108,12 +107,14 @@ def test_alerting_rules_pass_promtool(cluster, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rules found" in result.stdout
     names = [r["alert"] for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]]
-    assert names == ["VolumeFillsWithin24h"]
+    assert names == ["VolumeDiskFillsWithin24h"]
 
 
-def test_volume_alert_fires_when_a_volume_is_predicted_to_fill(cluster, tmp_path):
+def test_disk_alert_fires_when_the_volumes_disk_is_predicted_to_fill(cluster, tmp_path):
+    """On node-exporter's series (local-path volumes report no kubelet_volume_stats_*)."""
     rules = _rules_file(cluster, tmp_path)
-    expected = {"severity": "warning", "persistentvolumeclaim": "prometheus-db-0"}
+    disk = 'mountpoint="/",fstype="ext4",instance="10.0.0.5:9100"'
+    other = 'mountpoint="/boot",fstype="vfat",instance="10.0.0.5:9100"'
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
@@ -121,22 +122,31 @@ def test_volume_alert_fires_when_a_volume_is_predicted_to_fill(cluster, tmp_path
             {
                 "interval": "1m",
                 "input_series": [  # 4 GB free of 10 GB, shrinking 20 MB a minute: empty in ~3.3 h
+                    {"series": f"node_filesystem_avail_bytes{{{disk}}}", "values": "4000000000-20000000x120"},
+                    {"series": f"node_filesystem_size_bytes{{{disk}}}", "values": "10000000000x120"},
+                    # another filesystem filling as fast is not the volumes' disk
                     {
-                        "series": f"kubelet_volume_stats_available_bytes{{{PVC}}}",
+                        "series": f"node_filesystem_avail_bytes{{{other}}}",
                         "values": "4000000000-20000000x120",
                     },
-                    {"series": f"kubelet_volume_stats_capacity_bytes{{{PVC}}}", "values": "10000000000x120"},
+                    {"series": f"node_filesystem_size_bytes{{{other}}}", "values": "10000000000x120"},
                 ],
                 "alert_rule_test": [
-                    {"eval_time": "30m", "alertname": "VolumeFillsWithin24h", "exp_alerts": []},
+                    {"eval_time": "30m", "alertname": "VolumeDiskFillsWithin24h", "exp_alerts": []},
                     {
                         "eval_time": "2h",
-                        "alertname": "VolumeFillsWithin24h",
+                        "alertname": "VolumeDiskFillsWithin24h",
                         "exp_alerts": [
                             {
-                                "exp_labels": expected,
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "mountpoint": "/",
+                                    "fstype": "ext4",
+                                    "instance": "10.0.0.5:9100",
+                                },
                                 "exp_annotations": {
-                                    "summary": "Volume prometheus-db-0 will be full within 24 hours."
+                                    "summary": "The disk holding the volumes (/ on 10.0.0.5:9100) "
+                                    "will be full within 24 hours."
                                 },
                             }
                         ],
