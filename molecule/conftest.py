@@ -142,3 +142,58 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     return Cluster()
+
+
+Pod = tuple[str, dict[str, str]]  # (namespace, labels)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        present, value = e["key"] in labels, labels.get(e["key"])
+        ok = {
+            "In": present and value in e.get("values", []),
+            "NotIn": not present or value not in e.get("values", []),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def network_policy_allows(policies: list[dict[str, Any]], source: Pod, target: Pod, port: int) -> bool:
+    """Whether NetworkPolicies (Ingress only; what the platform writes) let `source` reach
+    `target` on a TCP port, as the API defines it: a pod no policy selects takes everything; a
+    selected pod takes what one of the selecting policies' rules allows. Namespaces are matched
+    by their kubernetes.io/metadata.name label, which the API server sets on every namespace."""
+    (src_ns, src_labels), (dst_ns, dst_labels) = source, target
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == dst_ns
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and _selects(p["spec"]["podSelector"], dst_labels)
+    ]
+    if not selecting:
+        return True
+
+    def peer_matches(peer: dict[str, Any]) -> bool:
+        if "ipBlock" in peer:
+            return False  # pods reach pods by pod address; no policy here names one
+        ns_ok = (
+            _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": src_ns})
+            if "namespaceSelector" in peer
+            else src_ns == dst_ns
+        )
+        return ns_ok and _selects(peer.get("podSelector", {}), src_labels)
+
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from", [])
+            ports = [p.get("port") for p in rule.get("ports", [])]
+            if (not peers or any(peer_matches(peer) for peer in peers)) and (not ports or port in ports):
+                return True
+    return False

@@ -64,7 +64,8 @@ def test_firewall_rules_allow_only_the_given_networks(host):
     rules = host.file(str(ROOT / "etc/nftables.d/k3s-metrics.nft")).content_string
     assert "elements = { 10.42.0.0/16, 192.168.1.10/32 }" in rules
     assert "elements = { fd00::/8 }" in rules
-    assert "tcp dport { 10249, 10257, 10259, 2381 } drop" in rules
+    # 9100: node-exporter on the host network, which no NetworkPolicy covers
+    assert "tcp dport { 10249, 10257, 10259, 2381, 9100 } drop" in rules
     assert host.file(str(ROOT / "nft-loads")).content_string.splitlines() == ["loaded"]
 
 

@@ -175,11 +175,17 @@ def test_traefik_metrics_turned_on_and_scraped(cluster):
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
 
 
-def test_network_policies_admit_only_traefik_to_grafana_and_prometheus_to_exporters(cluster):
-    grafana = cluster.get("networkpolicy", "grafana-from-traefik", NS)["spec"]
+def test_network_policies_admit_only_traefik_and_prometheus_to_grafana_and_prometheus_to_exporters(cluster):
+    """The objects as applied; molecule/site evaluates all the platform's policies as a table."""
+    grafana = cluster.get("networkpolicy", "grafana-clients", NS)["spec"]
     [rule] = grafana["ingress"]
     assert rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "traefik"}
+    assert rule["from"][1] == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
     assert rule["ports"] == [{"port": 3000, "protocol": "TCP"}]
+    gone = subprocess.run(
+        ["kubectl", "get", "networkpolicy", "grafana-from-traefik", "-n", NS], capture_output=True
+    )
+    assert gone.returncode != 0  # the policy of earlier versions, which kept Prometheus out
     exporters = cluster.get("networkpolicy", "exporters-from-prometheus", NS)["spec"]
     assert exporters["ingress"][0]["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from conftest import network_policy_allows
+
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 RUNS = EPHEMERAL / "site-run-seconds"
@@ -105,3 +107,54 @@ def test_platform_fits_the_resource_budget_of_one_small_node(cluster):
     )
     assert total_cpu <= BUDGET_CPU_MILLI, rows
     assert total_mem <= BUDGET_MEMORY_MI, rows
+
+
+def pod_labels(cluster, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+    """The labels of the running pod whose app.kubernetes.io/name is `name`."""
+    pods = cluster._json(
+        "kubectl", "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/name={name}", "-o", "json"
+    )["items"]
+    assert pods, (namespace, name)
+    return namespace, pods[0]["metadata"]["labels"]
+
+
+def test_who_may_reach_whom(cluster):
+    """The platform's NetworkPolicies, evaluated as the API defines them, against the labels of
+    the pods the real charts run. Prometheus and Alertmanager (made by the operator, which the
+    test cluster does not run) and k3s's Traefik carry the labels those set."""
+    policies = cluster._json("kubectl", "get", "networkpolicy", "-A", "-o", "json")["items"]
+    traefik = ("kube-system", {"app.kubernetes.io/name": "traefik"})
+    prometheus = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    alertmanager = ("monitoring", {"app.kubernetes.io/name": "alertmanager"})
+    stranger = ("default", {"app": "something-else"})
+    grafana = pod_labels(cluster, "monitoring", "grafana")
+    kube_state_metrics = pod_labels(cluster, "monitoring", "kube-state-metrics")
+    loki = pod_labels(cluster, "loki", "loki")
+    alloy = pod_labels(cluster, "alloy", "alloy")
+    app = pod_labels(cluster, "taskplaner", "taskplaner")
+    table = [
+        # (who, whom, port, allowed)
+        (traefik, grafana, 3000, True),
+        (prometheus, grafana, 3000, True),  # the chart's Grafana ServiceMonitor
+        (stranger, grafana, 3000, False),
+        (grafana, alertmanager, 9093, True),  # the chart's Alertmanager data source
+        (prometheus, alertmanager, 9093, True),
+        (stranger, alertmanager, 9093, False),
+        (prometheus, kube_state_metrics, 8080, True),
+        (stranger, kube_state_metrics, 8080, False),
+        (alloy, loki, 3100, True),
+        (grafana, loki, 3100, True),
+        (prometheus, loki, 3100, True),
+        (traefik, loki, 3100, True),
+        (stranger, loki, 3100, False),
+        (traefik, app, 8080, True),
+        (prometheus, app, 8080, True),
+        (stranger, app, 8080, False),
+        (grafana, app, 8080, False),
+    ]
+    wrong = [
+        f"{who[1].get('app.kubernetes.io/name', who[1])} → {whom[1]['app.kubernetes.io/name']}:{port}"
+        for who, whom, port, allowed in table
+        if network_policy_allows(policies, who, whom, port) != allowed
+    ]
+    assert not wrong, wrong

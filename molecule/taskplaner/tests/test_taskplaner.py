@@ -102,11 +102,19 @@ def test_the_wait_stops_with_argo_cds_and_the_pods_words_when_the_app_is_not_hea
     python = f"ansible_python_interpreter={sys.executable}"
     result = subprocess.run(
         ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", python, str(playbook)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # a failed task goes to stderr under molecule's settings
         text=True,
         timeout=120,
         check=False,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(project / "roles"), "ANSIBLE_NOCOLOR": "1"},
+        cwd=project,  # its ansible.cfg, as molecule's runs read it
+        env={
+            **os.environ,
+            "ANSIBLE_ROLES_PATH": str(project / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",  # one line per message: no wrapping
+        },
     )
     assert result.returncode != 0
     assert "taskplaner: Argo CD reports the app Unknown/Unknown" in result.stdout, result.stdout[-3000:]
