@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,38 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 
 Converge = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_playbook(playbook: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook as the scenarios run it (local connection, this project's roles and
+    ansible.cfg), with one-line JSON results, no colour and stderr merged (molecule sends failed
+    tasks there), so tests can read what it said."""
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            inventory,
+            "-c",
+            "local",
+            str(playbook),
+            "-e",
+            "ansible_python_interpreter=" + os.environ.get("MOLECULE_PYTHON", sys.executable),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=PROJECT,
+        env={
+            **os.environ,
+            "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+        },
+    )
 
 
 @pytest.fixture
@@ -29,32 +62,7 @@ def converge(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         (folder / "group_vars").symlink_to(scenario / "group_vars")
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                "ansible-playbook",
-                "-i",
-                str(inventory),
-                "-c",
-                "local",
-                str(scenario / "converge.yml"),
-                "-e",
-                "ansible_python_interpreter=" + os.environ.get("MOLECULE_PYTHON", "python3"),
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=600,
-            check=False,
-            cwd=PROJECT,
-            env={
-                **os.environ,
-                "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-                "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0",
-                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-            },
-        )
+        return run_playbook(scenario / "converge.yml", str(inventory), *extra)
 
     return run
 
@@ -87,6 +95,12 @@ class Cluster:
         ns = ["-n", namespace] if namespace else []
         return self._json("kubectl", "get", kind, name, *ns, "-o", "json")
 
+    def items(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[Any]:
+        """Every object of a kind, in a namespace or (None) in all of them."""
+        where = ["-n", namespace] if namespace else ["-A"]
+        labels = ["-l", selector] if selector else []
+        return self._json("kubectl", "get", kind, *where, *labels, "-o", "json")["items"]
+
     def values(self, release: str, namespace: str) -> Any:
         return self._json("helm", "get", "values", release, "-n", namespace, "-o", "json")
 
@@ -97,7 +111,7 @@ class Cluster:
         it would create are added from their resources as the operator builds them: the main
         container from the custom resource's spec, the config-reloader sidecar and init
         container from the operator's --config-reloader-* arguments ("0" means none)."""
-        pods = self._json("kubectl", "get", "pods", "-n", namespace, "-o", "json")["items"]
+        pods = self.items("pods", namespace)
         found = [
             {
                 "pod": pod["metadata"]["name"],
@@ -129,7 +143,7 @@ class Cluster:
                 reloader.setdefault(kind + "s", {})[resource] = value
         made = []
         for kind, main in (("prometheus", "prometheus"), ("alertmanager", "alertmanager")):
-            for item in self._json("kubectl", "get", kind, "-n", namespace, "-o", "json")["items"]:
+            for item in self.items(kind, namespace):
                 pod = f"{kind}-{item['metadata']['name']}-0"
                 made += [
                     {"pod": pod, "name": main, "init": False, "resources": item["spec"].get("resources", {})},

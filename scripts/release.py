@@ -55,8 +55,9 @@ def publish(tag: str, remote: str = "origin", branch: str = "main", attempts: in
     for attempt in range(1, attempts + 1):
         git("fetch", "--quiet", remote, branch)
         tip = git("rev-parse", "FETCH_HEAD")
-        if app_tag(tip) != tag:
-            print(f"release: {branch} has a newer app ({app_tag(tip)}); its own run deploys it")
+        newest = app_tag(tip)
+        if newest != tag:
+            print(f"release: {branch} has a newer app ({newest}); its own run deploys it")
             return 0
         if deployed_tag(tip) == tag:
             print(f"release: {branch} already deploys {tag}")

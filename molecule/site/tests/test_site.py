@@ -111,9 +111,7 @@ def test_platform_fits_the_resource_budget_of_one_small_node(cluster):
 
 def pod_labels(cluster, namespace: str, name: str) -> tuple[str, dict[str, str]]:
     """The labels of the running pod whose app.kubernetes.io/name is `name`."""
-    pods = cluster._json(
-        "kubectl", "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/name={name}", "-o", "json"
-    )["items"]
+    pods = cluster.items("pods", namespace, f"app.kubernetes.io/name={name}")
     assert pods, (namespace, name)
     return namespace, pods[0]["metadata"]["labels"]
 
@@ -122,7 +120,7 @@ def test_who_may_reach_whom(cluster):
     """The platform's NetworkPolicies, evaluated as the API defines them, against the labels of
     the pods the real charts run. Prometheus and Alertmanager (made by the operator, which the
     test cluster does not run) and k3s's Traefik carry the labels those set."""
-    policies = cluster._json("kubectl", "get", "networkpolicy", "-A", "-o", "json")["items"]
+    policies = cluster.items("networkpolicy")
     traefik = ("kube-system", {"app.kubernetes.io/name": "traefik"})
     prometheus = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
     alertmanager = ("monitoring", {"app.kubernetes.io/name": "alertmanager"})

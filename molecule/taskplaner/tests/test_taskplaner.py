@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import run_playbook
 
 NS = "taskplaner"
 REPO = f"{os.environ['GITEA_URL']}/{os.environ['GITEA_REPO']}.git"
@@ -98,24 +98,7 @@ def test_the_wait_stops_with_argo_cds_and_the_pods_words_when_the_app_is_not_hea
             ]
         )
     )
-    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    python = f"ansible_python_interpreter={sys.executable}"
-    result = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", python, str(playbook)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # a failed task goes to stderr under molecule's settings
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=project,  # its ansible.cfg, as molecule's runs read it
-        env={
-            **os.environ,
-            "ANSIBLE_ROLES_PATH": str(project / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",  # one line per message: no wrapping
-        },
-    )
+    result = run_playbook(playbook, "localhost,")
     assert result.returncode != 0
     assert "taskplaner: Argo CD reports the app Unknown/Unknown" in result.stdout, result.stdout[-3000:]
     assert "kubectl -n taskplaner get pods" in result.stdout
