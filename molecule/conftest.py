@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,8 @@ def run_playbook(playbook: Path, inventory: str, *extra: str) -> subprocess.Comp
 
 
 @pytest.fixture
-def converge(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Converge:
+def playbook(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """Runs one of the scenario's playbooks by file name: playbook("converge.yml", "--check")."""
     scenario = Path(request.path).resolve().parent.parent
     # localhost in the group site.yml's plays target, as in molecule's own inventory, with the
     # scenario's group_vars (the site scenario keeps its settings there) next to it
@@ -61,10 +64,15 @@ def converge(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if (scenario / "group_vars").is_dir():
         (folder / "group_vars").symlink_to(scenario / "group_vars")
 
-    def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return run_playbook(scenario / "converge.yml", str(inventory), *extra)
+    def run(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_playbook(scenario / name, str(inventory), *extra)
 
     return run
+
+
+@pytest.fixture
+def converge(playbook: Callable[..., subprocess.CompletedProcess[str]]) -> Converge:
+    return lambda *extra: playbook("converge.yml", *extra)
 
 
 def extra_vars(**values: object) -> tuple[str, str]:
@@ -211,3 +219,98 @@ def network_policy_allows(policies: list[dict[str, Any]], source: Pod, target: P
             if (not peers or any(peer_matches(peer) for peer in peers)) and (not ports or port in ports):
                 return True
     return False
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str  # ip:port
+    path: str
+    metric_relabelings: tuple[tuple[tuple[str, ...], str, str], ...]  # (sourceLabels, regex, action)
+
+    def keeps(self, name: str) -> bool:
+        """Whether the target's keep/drop rules on __name__ let a series of that name through
+        (Prometheus anchors every regex, as re.fullmatch does)."""
+        for labels, regex, action in self.metric_relabelings:
+            if labels != ("__name__",) or action not in ("keep", "drop"):
+                continue  # rules on other labels drop single series (buckets), not families
+            if (re.fullmatch(regex, name) is not None) != (action == "keep"):
+                return False
+        return True
+
+
+def scrape_targets(cluster: Cluster) -> list[ScrapeTarget]:
+    """The targets Prometheus scrapes for the cluster's ServiceMonitors, resolved as
+    prometheus-operator's endpoints discovery does: namespaceSelector and selector pick Services,
+    their EndpointSlices give the addresses of the named port, and the job is the Service label
+    named by jobLabel, else the Service's name. Two objects a host has are added as made there:
+    no operator runs here, so the kubelet Service it keeps (one address per node, port
+    https-metrics 10250), and the API server's slice for `default/kubernetes` (the test cluster's
+    API server listens on loopback, which an EndpointSlice may not hold)."""
+    services = cluster.items("services")
+    slices = cluster.items("endpointslices")
+    if not any(
+        s["metadata"]["name"] == "kubernetes" and s["metadata"]["namespace"] == "default" for s in slices
+    ):
+        slices.append(
+            {
+                "metadata": {"namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "ports": [{"name": "https", "port": 6443}],
+                "endpoints": [{"addresses": ["10.0.0.1"]}],
+            }
+        )
+    kubelet = {
+        "metadata": {
+            "name": "kubelet",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kubelet", "app.kubernetes.io/name": "kubelet"},
+        }
+    }
+    slices.append(
+        {
+            "metadata": {"namespace": "kube-system", "labels": {"kubernetes.io/service-name": "kubelet"}},
+            "ports": [{"name": "https-metrics", "port": 10250}],
+            "endpoints": [
+                {
+                    "addresses": [
+                        a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"
+                    ]
+                }
+                for node in cluster.items("nodes")
+            ],
+        }
+    )
+    services.append(kubelet)
+    targets = []
+    for monitor in cluster.items("servicemonitors"):
+        spec, home = monitor["spec"], monitor["metadata"]["namespace"]
+        where = spec.get("namespaceSelector", {})
+        namespaces = None if where.get("any") else set(where.get("matchNames", [home]))
+        for svc in services:
+            meta = svc["metadata"]
+            labels = meta.get("labels", {})
+            if (namespaces is not None and meta["namespace"] not in namespaces) or not _selects(
+                spec["selector"], labels
+            ):
+                continue
+            job = labels.get(spec.get("jobLabel", ""), meta["name"])
+            for endpoint in spec["endpoints"]:
+                rules = tuple(
+                    (tuple(r.get("sourceLabels", ())), r.get("regex", "(.*)"), r.get("action", "replace"))
+                    for r in endpoint.get("metricRelabelings", [])
+                )
+                for piece in slices:
+                    owner = piece["metadata"].get("labels", {}).get("kubernetes.io/service-name")
+                    if piece["metadata"]["namespace"] != meta["namespace"] or owner != meta["name"]:
+                        continue
+                    for port in piece.get("ports") or []:
+                        if port.get("name") != endpoint.get("port"):
+                            continue
+                        for ep in piece.get("endpoints") or []:
+                            targets += [
+                                ScrapeTarget(
+                                    job, f"{ip}:{port['port']}", endpoint.get("path", "/metrics"), rules
+                                )
+                                for ip in ep["addresses"]
+                            ]
+    return targets

@@ -115,11 +115,12 @@ wrapper_module() {
 # Built with the sqlite tags; templates and assets are read from the module source at run
 # time (no bindata build, no Node toolchain needed).
 build_gitea() {
-  wrapper_module "$cache/src/gitea-$GITEA_VERSION" code.gitea.io/gitea "$GITEA_VERSION"
+  local version="$1"
+  wrapper_module "$cache/src/gitea-$version" code.gitea.io/gitea "$version"
   printf 'package main\n\nfunc main() {}\n' > main.go
-  go get "code.gitea.io/gitea@$GITEA_VERSION"
+  go get "code.gitea.io/gitea@$version"
   go build -trimpath -tags 'sqlite sqlite_unlock_notify' \
-    -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$bin/gitea-$GITEA_VERSION" code.gitea.io/gitea
+    -ldflags "-s -w -X main.Version=${version#v}" -o "$bin/gitea-$version" code.gitea.io/gitea
 }
 
 # Argo CD's controller, repo-server and API server in one binary (tests/cluster/argocd/main.go
@@ -149,12 +150,13 @@ case "$what" in
   helm) run_build helm "$HELM_VERSION" build_helm ;;
   kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
     run_build "$what" "$KUBERNETES_VERSION" build_kube "$what" ;;
-  gitea) run_build gitea "$GITEA_VERSION" build_gitea ;;
+  gitea) run_build gitea "$GITEA_VERSION" build_gitea "$GITEA_VERSION" ;;
+  gitea-previous) run_build gitea "$GITEA_PREVIOUS_VERSION" build_gitea "$GITEA_PREVIOUS_VERSION" ;;
   argocd) run_build argocd "$ARGOCD_VERSION" build_argocd ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
-             argocd alloy-syntax-check; do
+             gitea-previous argocd alloy-syntax-check; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

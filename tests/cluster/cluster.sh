@@ -111,9 +111,11 @@ KCFG
 kubectl_() { "$bin/kubectl-$KUBERNETES_VERSION" --kubeconfig "$run/kubeconfig" "$@"; }
 
 up_kubernetes() {
-  local kine_port api_port pki="$run/pki"
+  local kine_port api_port cm_port scheduler_port pki="$run/pki"
   kine_port="$(free_port)"
   api_port="$(free_port)"
+  cm_port="$(free_port)"
+  scheduler_port="$(free_port)"
   start kine "$bin/kine-$KINE_VERSION" --listen-address "127.0.0.1:$kine_port" \
     --endpoint "sqlite://$run/kine.db?_journal=WAL&cache=shared&_busy_timeout=30000" \
     --metrics-bind-address 0
@@ -131,17 +133,21 @@ up_kubernetes() {
   write_kubeconfig "$api_port"
   wait_for "kube-apiserver /readyz" "$run/logs/kube-apiserver.log" \
     kubectl_ get --raw /readyz
+  local open_metrics=(--authorization-always-allow-paths /healthz,/readyz,/livez,/metrics)
   start kube-controller-manager "$bin/kube-controller-manager-$KUBERNETES_VERSION" \
     --kubeconfig "$run/kubeconfig" --authentication-kubeconfig "$run/kubeconfig" \
     --authorization-kubeconfig "$run/kubeconfig" --leader-elect=false \
-    --bind-address 127.0.0.1 --secure-port 0 \
+    --bind-address 127.0.0.1 --secure-port "$cm_port" "${open_metrics[@]}" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false --enable-hostpath-provisioner \
     --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller'
   start kube-scheduler "$bin/kube-scheduler-$KUBERNETES_VERSION" \
     --kubeconfig "$run/kubeconfig" --authentication-kubeconfig "$run/kubeconfig" \
     --authorization-kubeconfig "$run/kubeconfig" --leader-elect=false \
-    --bind-address 127.0.0.1 --secure-port 0
+    --bind-address 127.0.0.1 --secure-port "$scheduler_port" "${open_metrics[@]}"
+  # The real components' metric families: tests check which job each one reaches Prometheus from.
+  echo "kube-controller-manager=https://127.0.0.1:$cm_port/metrics" \
+    "kube-scheduler=https://127.0.0.1:$scheduler_port/metrics" >"$run/component-metrics"
   # kwok's own "fast" stages (from its module source): nodes become Ready, pods Running
   local stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage" stage_args=()
   for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
@@ -172,10 +178,13 @@ NODE
     >"$run/logs/node.log" 2>&1 || fail "removing the not-ready taint" "$run/logs/node.log"
 }
 
+# up_gitea NAME VERSION PREFIX: a Gitea with an admin, a token and an empty repository, its
+# settings in $run/NAME.env as PREFIX_URL, PREFIX_TOKEN, ...
 up_gitea() {
-  local port gitea_run="$run/gitea" src
+  local name="$1" version="$2" prefix="$3"
+  local port gitea_run="$run/$name" src
   port="$(free_port)"
-  src="$(go env GOMODCACHE)/code.gitea.io/gitea@$GITEA_VERSION"
+  src="$(go env GOMODCACHE)/code.gitea.io/gitea@$version"
   mkdir -p "$gitea_run/custom/conf"
   cat >"$gitea_run/custom/conf/app.ini" <<INI
 APP_NAME = taskplaner-test
@@ -209,35 +218,35 @@ LEVEL = warn
 [cron]
 ENABLED = false
 INI
-  local gitea=("$bin/gitea-$GITEA_VERSION" --work-path "$gitea_run" --config "$gitea_run/custom/conf/app.ini")
-  timeout 120 "${gitea[@]}" migrate >"$run/logs/gitea-migrate.log" 2>&1 \
-    || fail "gitea migrate" "$run/logs/gitea-migrate.log"
+  local gitea=("$bin/gitea-$version" --work-path "$gitea_run" --config "$gitea_run/custom/conf/app.ini")
+  timeout 120 "${gitea[@]}" migrate >"$run/logs/$name-migrate.log" 2>&1 \
+    || fail "$name migrate" "$run/logs/$name-migrate.log"
   local password
   password="$(head -c 18 /dev/urandom | base64 -w0 | tr -d '/+=')"
   timeout 60 "${gitea[@]}" admin user create --admin --username "$GITEA_ADMIN" \
     --password "$password" --email "$GITEA_ADMIN@example.test" --must-change-password=false \
-    >"$run/logs/gitea-user.log" 2>&1 || fail "gitea admin user" "$run/logs/gitea-user.log"
+    >"$run/logs/$name-user.log" 2>&1 || fail "$name admin user" "$run/logs/$name-user.log"
   local token
   token="$(timeout 60 "${gitea[@]}" admin user generate-access-token --username "$GITEA_ADMIN" \
-    --token-name test --scopes all --raw 2>"$run/logs/gitea-token.log" | tail -n 1 \
-    | tr -d '[:space:]')" || fail "gitea token" "$run/logs/gitea-token.log"
-  [[ "$token" =~ ^[0-9a-f]{40}$ ]] || fail "gitea token (unexpected output)" "$run/logs/gitea-token.log"
-  start gitea "${gitea[@]}" web
-  wait_for "gitea API" "$run/logs/gitea.log" curl -sf "http://127.0.0.1:$port/api/v1/version"
+    --token-name test --scopes all --raw 2>"$run/logs/$name-token.log" | tail -n 1 \
+    | tr -d '[:space:]')" || fail "$name token" "$run/logs/$name-token.log"
+  [[ "$token" =~ ^[0-9a-f]{40}$ ]] || fail "$name token (unexpected output)" "$run/logs/$name-token.log"
+  start "$name" "${gitea[@]}" web
+  wait_for "$name API" "$run/logs/$name.log" curl -sf "http://127.0.0.1:$port/api/v1/version"
   local code
-  code="$(curl -s -o "$run/logs/gitea-repo.log" -w '%{http_code}' -X POST \
+  code="$(curl -s -o "$run/logs/$name-repo.log" -w '%{http_code}' -X POST \
     -H "Authorization: token $token" -H "Content-Type: application/json" \
     -d "{\"name\": \"$GITEA_REPO\", \"auto_init\": true, \"default_branch\": \"main\"}" \
     "http://127.0.0.1:$port/api/v1/user/repos")" || true
-  [[ "$code" == 201 ]] || fail "gitea repository (HTTP $code)" "$run/logs/gitea-repo.log"
-  cat >"$run/gitea.env" <<ENV
-GITEA_URL=http://127.0.0.1:$port
-GITEA_TOKEN=$token
-GITEA_ADMIN_USER=$GITEA_ADMIN
-GITEA_ADMIN_PASSWORD=$password
-GITEA_REPO=$GITEA_ADMIN/$GITEA_REPO
+  [[ "$code" == 201 ]] || fail "$name repository (HTTP $code)" "$run/logs/$name-repo.log"
+  cat >"$run/$name.env" <<ENV
+${prefix}_URL=http://127.0.0.1:$port
+${prefix}_TOKEN=$token
+${prefix}_ADMIN_USER=$GITEA_ADMIN
+${prefix}_ADMIN_PASSWORD=$password
+${prefix}_REPO=$GITEA_ADMIN/$GITEA_REPO
 ENV
-  chmod 600 "$run/gitea.env"
+  chmod 600 "$run/$name.env"
 }
 
 # The archives of the upstream charts the roles pin, for the scenarios to install as a user's
@@ -293,7 +302,8 @@ print_env() {
   echo "export TASKPLANER_CHART_CACHE=$(cat "$run/charts")"
   echo "export ARGOCD_SERVER_URL=http://127.0.0.1:$(sed 's/.*"server": \([0-9]*\).*/\1/' "$run/argocd/ports.json")"
   echo "export PATH=$bin/links:\$PATH"
-  sed 's/^/export /' "$run/gitea.env"
+  echo "export TASKPLANER_COMPONENT_METRICS=\"$(cat "$run/component-metrics")\""
+  sed 's/^/export /' "$run/gitea.env" "$run/gitea-previous.env"
 }
 
 link_tools() {  # plain names (helm, kubectl) for tools that look them up on PATH
@@ -314,7 +324,8 @@ case "${1:-}" in
     make_pki
     find_charts
     up_kubernetes
-    up_gitea
+    up_gitea gitea "$GITEA_VERSION" GITEA
+    up_gitea gitea-previous "$GITEA_PREVIOUS_VERSION" GITEA_PREVIOUS
     up_argocd_runner
     up_ingress_status
     log "cluster up in $((SECONDS - started)) s; use it with:"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import subprocess
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
-from conftest import network_policy_allows
+from conftest import network_policy_allows, scrape_targets
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -58,6 +61,10 @@ def test_every_role_left_its_mark(cluster):
     assert cluster.get("daemonset", "alloy", "alloy")
     status = cluster.get("application", "taskplaner", "argocd")["status"]
     assert (status["sync"]["status"], status["health"]["status"]) == ("Synced", "Healthy")
+    # and, the app existing, the argocd role saw Gitea's test push reach Argo CD
+    log = (EPHEMERAL / "site-run.log").read_text()
+    assert re.search(r"TASK \[argocd : Wait for Argo CD to refresh taskplaner\] \**\nok:", log)
+    assert re.search(r"TASK \[argocd : Stop when the test push did not reach Argo CD\] \**\nskipping:", log)
     dropin = Path("/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml")
     assert yaml.safe_load(dropin.read_text())["kube-scheduler-arg"] == ["bind-address=0.0.0.0"]
     # written through sudo by the non-root account, root's alone as k3s's own files are
@@ -156,3 +163,82 @@ def test_who_may_reach_whom(cluster):
         if network_policy_allows(policies, who, whom, port) != allowed
     ]
     assert not wrong, wrong
+
+
+# The jobs k3s serves from its one process, each port with the whole registry (k3s-io/k3s#2262).
+K3S_JOBS = {"apiserver", "kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kube-etcd"}
+
+
+def series_names(exposition: str) -> set[str]:
+    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in exposition.splitlines() if line[:1].isalpha()}
+
+
+def dashboard_names(cluster) -> dict[str, set[str]]:
+    """Per k3s job, the series names the chart's dashboards (as rendered) ask that job for."""
+    asked: dict[str, set[str]] = {}
+    for cm in cluster.items("configmaps", "monitoring", "grafana_dashboard=1"):
+        for text in cm.get("data", {}).values():
+            for name, selector in re.findall(r"([a-zA-Z_:][\w:]*)\{([^{}]*)\}", text):
+                job = re.search(r'job=\\?"([^"\\]+)', selector)
+                if job and job.group(1) in K3S_JOBS and name != "up":
+                    asked.setdefault(job.group(1), set()).add(name)
+    return asked
+
+
+def test_every_metric_reaches_prometheus_from_one_job_only(cluster):
+    """k3s's registry is read from what the real components serve here (the API server, the
+    controller-manager and the scheduler of the same Kubernetes version; no kubelet or
+    kube-proxy runs, so theirs are the names the chart's dashboards ask for), then passed
+    through the metricRelabelings of every k3s job the rendered ServiceMonitors make. Every
+    name arrives exactly once, and a component's own families under its own job. No address
+    is scraped twice either (Loki's headless Service once doubled every Loki series)."""
+    targets = scrape_targets(cluster)
+    scraped = Counter((t.address, t.path) for t in targets)
+    assert [key for key, n in scraped.items() if n > 1] == [], "scraped by two jobs"
+
+    served = {
+        "apiserver": series_names(
+            subprocess.run(
+                ["kubectl", "get", "--raw", "/metrics"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+    }
+    for pair in os.environ["TASKPLANER_COMPONENT_METRICS"].split():
+        job, url = pair.split("=", 1)
+        served[job] = series_names(
+            subprocess.run(["curl", "-sfk", url], capture_output=True, text=True, check=True).stdout
+        )
+    asked = dashboard_names(cluster)
+    registry = set().union(*served.values(), *asked.values())
+    assert len(registry) > 500, len(registry)
+
+    k3s = [t for t in targets if t.job in K3S_JOBS and t.path == "/metrics"]
+    assert {t.job for t in k3s} == K3S_JOBS - {"kube-etcd"}
+    arrives = {name: sorted({t.job for t in k3s if t.keeps(name)}) for name in registry}
+    assert {n: jobs for n, jobs in arrives.items() if len(jobs) != 1} == {}
+
+    def family(name: str) -> str:
+        return re.sub(r"_(bucket|count|sum)$", "", name)
+
+    def own(job: str) -> set[str]:
+        others = set().union(*(names for other, names in served.items() if other != job))
+        # client-go's families describe the whole process, whichever component made a request
+        return {family(n) for n in served[job] - others if not n.startswith("rest_client_")}
+
+    expected = {f: "kube-controller-manager" for f in own("kube-controller-manager")}
+    expected |= {f: "kube-scheduler" for f in own("kube-scheduler")}
+    # the kubelet's and kube-proxy's own families, some of which the controller-manager shares
+    expected |= {
+        family(n): job
+        for job in ("kubelet", "kube-proxy")
+        for n in asked[job]
+        if n.startswith(("kube", "volume", "storage"))
+    }
+    # the whole k3s process's own figures, once, where the API server's dashboard reads them
+    process = ["process_resident_memory_bytes", "go_goroutines", "rest_client_requests_total"]
+    expected |= dict.fromkeys(process, "apiserver")
+    assert len(expected) > 30
+    wrong = {
+        n: jobs for n, jobs in arrives.items() if family(n) in expected and jobs != [expected[family(n)]]
+    }
+    assert wrong == {}
