@@ -64,6 +64,57 @@ def test_grafana_uses_the_role_secret_loki_and_labelled_dashboards(cluster):
     assert base64.b64decode(data["admin-user"]).decode() == "admin"
 
 
+def grafana_pod_template(cluster) -> dict:
+    return cluster.get("deployment", f"{RELEASE}-grafana", NS)["spec"]["template"]
+
+
+def test_grafana_sets_the_vaults_admin_password_on_every_start(cluster):
+    """Grafana takes GF_SECURITY_ADMIN_PASSWORD only when it creates its database; the init
+    container resets the password of an existing one from the role's Secret, with Grafana's own
+    CLI in Grafana's image, on the database the main container uses. (No Grafana process runs
+    in the test cluster: this checks the pod the chart renders, not the reset itself.)"""
+    spec = grafana_pod_template(cluster)["spec"]
+    main = next(c for c in spec["containers"] if c["name"] == "grafana")
+    names = [c["name"] for c in spec["initContainers"]]
+    assert names.index("admin-password") > names.index("init-chown-data")  # owner fixed first
+    init = spec["initContainers"][names.index("admin-password")]
+    assert init["image"] == main["image"]
+    assert init["env"] == [
+        {
+            "name": "GF_SECURITY_ADMIN_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "grafana-admin", "key": "admin-password"}},
+        }
+    ]
+    script = " ".join(init["command"] + init["args"])
+    assert "if [ -f /var/lib/grafana/grafana.db ]" in script  # a new database takes it itself
+    assert "admin reset-admin-password --password-from-stdin" in script
+    mounts = {m["name"]: m for m in init["volumeMounts"]}
+    main_mounts = {m["name"]: m for m in main["volumeMounts"]}
+    assert mounts["storage"] == main_mounts["storage"] and mounts["config"] == main_mounts["config"]
+    ini = cluster.get("configmap", f"{RELEASE}-grafana", NS)["data"]["grafana.ini"]
+    assert "data = /var/lib/grafana/" in ini
+    assert init["resources"] == main["resources"]
+
+
+def test_a_rotated_grafana_password_restarts_grafana_and_reaches_its_secret(converge, cluster):
+    before = grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"]
+    try:
+        rotated = converge(
+            "-e", json.dumps({"monitoring_grafana_admin_password": "a-rotated-grafana-password-42"})
+        )
+        assert rotated.returncode == 0, rotated.stdout[-3000:]
+        data = cluster.get("secret", "grafana-admin", NS)["data"]
+        assert base64.b64decode(data["admin-password"]).decode() == "a-rotated-grafana-password-42"
+        after = grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"]
+        assert after != before  # a new pod template: the Deployment rolls Grafana
+    finally:
+        restored = converge()
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert (
+        grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"] == before
+    )
+
+
 def test_every_container_has_requests_and_a_memory_limit(cluster):
     containers = cluster.containers(NS)
     names = {c["name"] for c in containers}
