@@ -167,3 +167,23 @@ def test_a_second_run_of_the_role_changes_nothing_while_argo_cd_owns_the_app(con
     result = converge()
     assert result.returncode == 0 and "changed=0" in result.stdout, result.stdout[-3000:]
     assert synced_and_healthy(cluster)
+
+
+def test_the_delivery_check_sees_a_push_arrive_and_names_the_cause_when_none_can(playbook, cluster):
+    """With polling at 1 h, only the test push Gitea sends can refresh the Application. A hook
+    Gitea cannot deliver through (here a closed port; on a host, Gitea's default
+    ALLOWED_HOST_LIST refusing a private address looks the same from Argo CD's side) stops the
+    play with the cause; the right hook passes again."""
+    wait_for("a settled app", lambda: synced_and_healthy(cluster))
+    ok = playbook("delivery.yml")
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert "TASK [argocd : Wait for Argo CD to refresh taskplaner]" in ok.stdout
+    dead = {"argocd_webhook_url": "http://127.0.0.1:9/api/webhook", "argocd_delivery_timeout": 5}
+    try:
+        refused = playbook("delivery.yml", "-e", json.dumps(dead))
+        assert refused.returncode != 0
+        assert "Gitea's test push did not reach Argo CD within 5 s" in refused.stdout
+        assert "ALLOWED_HOST_LIST" in refused.stdout
+    finally:
+        restored = playbook("delivery.yml")
+        assert restored.returncode == 0, restored.stdout[-3000:]
