@@ -20,12 +20,16 @@ PROJECT = Path(__file__).resolve().parent.parent
 Converge = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def run_playbook(playbook: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_playbook(
+    playbook: Path, inventory: str, *extra: str, isolated_network: bool = False
+) -> subprocess.CompletedProcess[str]:
     """ansible-playbook as the scenarios run it (local connection, this project's roles and
     ansible.cfg), with one-line JSON results, no colour and stderr merged (molecule sends failed
-    tasks there), so tests can read what it said."""
+    tasks there), so tests can read what it said. isolated_network: in a network namespace of
+    its own (loopback only, no route), as on a host without a network."""
     return subprocess.run(
         [
+            *(["unshare", "--net"] if isolated_network else []),
             "ansible-playbook",
             "-i",
             inventory,
@@ -64,15 +68,15 @@ def playbook(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     if (scenario / "group_vars").is_dir():
         (folder / "group_vars").symlink_to(scenario / "group_vars")
 
-    def run(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return run_playbook(scenario / name, str(inventory), *extra)
+    def run(name: str, *extra: str, isolated_network: bool = False) -> subprocess.CompletedProcess[str]:
+        return run_playbook(scenario / name, str(inventory), *extra, isolated_network=isolated_network)
 
     return run
 
 
 @pytest.fixture
 def converge(playbook: Callable[..., subprocess.CompletedProcess[str]]) -> Converge:
-    return lambda *extra: playbook("converge.yml", *extra)
+    return lambda *extra, **options: playbook("converge.yml", *extra, **options)
 
 
 def extra_vars(**values: object) -> tuple[str, str]:

@@ -137,3 +137,15 @@ def test_kube_args_on_the_units_command_line_stop_the_role_before_any_change(con
     assert result.returncode != 0
     assert "passes --kube-scheduler-arg on k3s's command line (INSTALL_K3S_EXEC)" in result.stdout
     assert DROPIN.read_bytes() == before
+
+
+def test_a_host_without_a_default_route_stops_before_any_change_naming_the_setting(converge):
+    """Its own address then is unknown; the run happens in a network namespace of its own, which
+    has no route at all."""
+    before = DROPIN.read_bytes()
+    # the role's default bind address (every interface) and no wait host given
+    wanted = {"k3s_metrics_wait_host": "", "platform_etcd_metrics": True}
+    result = converge("-e", json.dumps(wanted), isolated_network=True)
+    assert result.returncode != 0
+    assert "this host has no default route" in result.stdout and "k3s_metrics_wait_host" in result.stdout
+    assert DROPIN.read_bytes() == before
