@@ -63,8 +63,11 @@ def test_every_role_left_its_mark(cluster):
     assert (status["sync"]["status"], status["health"]["status"]) == ("Synced", "Healthy")
     # and, the app existing, the argocd role saw Gitea's test push reach Argo CD
     log = (EPHEMERAL / "site-run.log").read_text()
-    assert re.search(r"TASK \[argocd : Wait for Argo CD to refresh taskplaner\] \**\nok:", log)
-    assert re.search(r"TASK \[argocd : Stop when the test push did not reach Argo CD\] \**\nskipping:", log)
+    waited = re.search(
+        r"TASK \[argocd : Wait for Argo CD to refresh taskplaner\][^\n]*\n(.*?)\nTASK ", log, re.S
+    )
+    assert waited and "ok: [" in waited.group(1), log[-3000:]
+    assert re.search(r"TASK \[argocd : Stop when the test push did not reach Argo CD\][^\n]*\nskipping:", log)
     dropin = Path("/etc/rancher/k3s/config.yaml.d/90-k3s-metrics.yaml")
     assert yaml.safe_load(dropin.read_text())["kube-scheduler-arg"] == ["bind-address=0.0.0.0"]
     # written through sudo by the non-root account, root's alone as k3s's own files are
