@@ -1,6 +1,6 @@
 """TaskPlaner benchmarks (not tests): each figure comes with a baseline measured in the same run.
 
-    .venv/bin/python bench/run.py [--notes 100000] [--only create,search,upload,upload-memory,http]
+    .venv/bin/python bench/run.py [--notes 100000] [--only create,search,upload,upload-memory,http,startup]
 
 Prints one Markdown table row per benchmark, ready for the README's "Benchmarks" table, and
 writes bench/results/latest.json. Targets (issue #4) are shown next to each figure.
@@ -422,6 +422,60 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
         server.wait(timeout=30)
 
 
+# What any server on this stack imports before it can answer: the web framework, the WSGI
+# server, the metrics library and SQLite.
+FRAMEWORK_FLOOR = "import bottle, waitress.server, prometheus_client, sqlite3"
+
+
+def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
+    """``taskplaner serve`` on an existing data folder (a restart, as after an upgrade or a
+    reboot) until the first 200 on /healthz, vs the same Python importing only the libraries
+    every such server needs. Medians of alternating runs; bytecode cached, as in the image."""
+    import urllib.request
+
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp / "startup"),
+           "TASKPLANER_PASSWORD": "bench-password"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    exe = str(Path(sys.executable).with_name("taskplaner"))
+    subprocess.run([exe, "check"], env=env, capture_output=True, check=True)  # creates the folder
+
+    def serve() -> float:
+        port = free_port()
+        started = time.perf_counter()
+        server = subprocess.Popen([exe, "serve"], env={**env, "TASKPLANER_PORT": str(port)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            return time.perf_counter() - started
+                except OSError:
+                    time.sleep(0.002)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    def python(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        return time.perf_counter() - started
+
+    serve(), python(FRAMEWORK_FLOOR)  # bytecode written, caches warm
+    starts, floors, bare = [], [], []
+    for _ in range(runs):
+        starts.append(serve())
+        floors.append(python(FRAMEWORK_FLOOR))
+        bare.append(python("pass"))
+    start, floor = statistics.median(starts), statistics.median(floors)
+    return {"name": "Start-up: `taskplaner serve` (existing data) to the first 200 on `/healthz`",
+            "value": f"{start * 1000:.0f} ms ({min(starts) * 1000:.0f}–{max(starts) * 1000:.0f})",
+            "baseline": f"importing bottle, waitress, prometheus_client and sqlite3 only: "
+                        f"{floor * 1000:.0f} ms (`python -c pass`: {statistics.median(bare) * 1000:.0f} ms)",
+            "ratio": f"{start / floor:.2f}×", "target": "≤ 1.6× the floor",
+            "ok": start / floor <= 1.6}
+
+
 def _vm_hwm(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -440,7 +494,7 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, default=100_000)
-    parser.add_argument("--only", default="create,search,upload,upload-memory,http")
+    parser.add_argument("--only", default="create,search,upload,upload-memory,http,startup")
     args = parser.parse_args()
     chosen = args.only.split(",")
     rows = []
@@ -456,6 +510,8 @@ def main() -> int:
             rows += bench_upload_memory(tmp)
         if "http" in chosen:
             rows.append(bench_http(tmp))
+        if "startup" in chosen:
+            rows.append(bench_startup(tmp))
     print("| benchmark | result | baseline (same run) | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for r in rows:

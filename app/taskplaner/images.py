@@ -24,13 +24,16 @@ Memory is bounded by design, because a 100 KB file can describe a 50-megapixel c
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from types import ModuleType
+from typing import TYPE_CHECKING, BinaryIO
 
-from PIL import Image, ImageOps
+if TYPE_CHECKING:
+    from PIL import Image
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
@@ -46,8 +49,18 @@ CHUNK = 1024 * 1024
 STREAM_BYTES = 8 * CHUNK  # read buffers of the strippers and decoders (measured)
 SLACK = 1.05  # decoders' and the allocator's share beyond the pixels (measured, PNG RGBA)
 
-# Pillow only warns between 1x and 2x its limit; a warning must never let a bomb through.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+@functools.cache
+def _pil() -> ModuleType:
+    """Pillow, imported with the first image: starting the server and every request without an
+    image do without it."""
+    import PIL.Image
+    import PIL.ImageOps
+
+    # Pillow only warns between 1x and 2x its limit; a warning must never let a bomb through.
+    warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+    return PIL
 
 
 class ImageRejected(Exception):
@@ -81,13 +94,13 @@ def process(src: Path, out: BinaryIO, limits: ImageLimits) -> ProcessedImage:
     if size is not None:  # Pillow allocates a WebP's canvas as it opens the file
         _check_budget(size[0] * size[1], WEBP_BYTES_PER_PIXEL, limits)
     try:
-        with Image.open(src, formats=ALLOWED_FORMATS) as img:
+        with _pil().Image.open(src, formats=ALLOWED_FORMATS) as img:
             return _process(img, src, out, limits)
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (_pil().Image.DecompressionBombError, _pil().Image.DecompressionBombWarning):
         raise ImageRejected("too_many_pixels", "the image has too many pixels") from None
-    except Image.UnidentifiedImageError:
+    except _pil().Image.UnidentifiedImageError:
         raise ImageRejected(
             "unsupported_type", "only JPEG, PNG, GIF and WebP images can be attached"
         ) from None
@@ -172,7 +185,7 @@ def _process(img: Image.Image, src: Path, out: BinaryIO, limits: ImageLimits) ->
             strip_jpeg_metadata(fh, out, orientation)
         if orientation in TURNED:
             width, height = height, width
-        thumb = ImageOps.exif_transpose(img) if orientation != 1 else img
+        thumb = _pil().ImageOps.exif_transpose(img) if orientation != 1 else img
         return ProcessedImage(MIME[fmt], width, height, _thumbnail(thumb, limits.thumbnail_px))
 
     img.load()
@@ -184,7 +197,7 @@ def _process(img: Image.Image, src: Path, out: BinaryIO, limits: ImageLimits) ->
         img.load()
     if orientation != 1 and frames == 1 and fmt in ("PNG", "WEBP"):
         # rare (an eXIf chunk), and browsers disagree on applying it: store it upright
-        upright = ImageOps.exif_transpose(img)
+        upright = _pil().ImageOps.exif_transpose(img)
         icc = img.info.get("icc_profile")
         upright.save(out, fmt, icc_profile=icc, **REENCODE[fmt])
         return ProcessedImage(MIME[fmt], upright.width, upright.height,
@@ -206,14 +219,14 @@ def _thumbnail(img: Image.Image, px: int) -> bytes:
         for index in range(len(img.getbands())):
             band = img.getchannel(index)
             band = band.reduce(factor) if factor > 1 else band
-            bands.append(band.resize(size, Image.Resampling.LANCZOS) if band.size != size else band)
-        thumb = Image.merge(img.mode, bands)
+            bands.append(band.resize(size, _pil().Image.Resampling.LANCZOS) if band.size != size else band)
+        thumb = _pil().Image.merge(img.mode, bands)
     else:
         small = img.reduce(factor) if factor > 1 and img.mode in REDUCIBLE else img
         if small.mode not in ("RGB", "RGBA"):
             alpha = "A" in small.getbands() or "transparency" in small.info
             small = small.convert("RGBA" if alpha else "RGB")
-        thumb = small.resize(size, Image.Resampling.LANCZOS) if small.size != size else small
+        thumb = small.resize(size, _pil().Image.Resampling.LANCZOS) if small.size != size else small
     if thumb.mode not in ("RGB", "RGBA"):
         thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
     out = io.BytesIO()
@@ -255,7 +268,7 @@ class _Reader:
 
 
 def _orientation_segment(orientation: int) -> bytes:
-    exif = Image.Exif()
+    exif = _pil().Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
     payload = b"Exif\x00\x00" + exif.tobytes()
     return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload

@@ -10,12 +10,22 @@ rendered: ``PREVIEW_CHARS`` for a card in a list (the card shows its first 16rem
 
 from __future__ import annotations
 
-import nh3
-from markdown_it import MarkdownIt
+import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 # maxNesting 20 (CommonMark's preset: 100) bounds how far a run of "[" or "![" is re-scanned
 # for a link label: 4,000 characters of "![" render in ~90 ms instead of ~410 ms.
-_md = MarkdownIt("commonmark", {"html": False, "maxNesting": 20}).enable(["table", "strikethrough"])
+
+
+@functools.cache
+def _md() -> MarkdownIt:
+    """The parser, built with the first note rendered (start-up does without it)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "maxNesting": 20}).enable(["table", "strikethrough"])
 
 TAGS = {
     "p",
@@ -72,10 +82,12 @@ def render(text: str, max_chars: int = MAX_RENDER_CHARS) -> str:
         cut = text.rfind("\n", 0, max_chars)
         text = text[: cut if cut > max_chars // 2 else max_chars]
         rest = f'<p class="truncated">… (the first {len(text):,} characters are shown)</p>'
-    return _clean(_md.render(text)) + rest
+    return _clean(_md().render(text)) + rest
 
 
 def _clean(html: str) -> str:
+    import nh3
+
     return nh3.clean(
         html,
         tags=TAGS,

@@ -156,3 +156,27 @@ def test_every_setting_is_documented_in_the_readme():
     assert len(named) > 20
     assert ENV_SETTINGS - named == set(), "settings missing from the README's table"
     assert named - ENV_SETTINGS == set(), "the README names settings the app does not read"
+
+
+STARTUP_PROBE = """
+import sys
+from pathlib import Path
+from taskplaner.config import Settings
+from taskplaner.services import open_services
+from taskplaner.web.server import create_server
+services = open_services(Settings(data_dir=Path(sys.argv[1])))
+server = create_server(services, "127.0.0.1", 0)
+print(" ".join(m for m in ("PIL", "jinja2", "markdown_it", "nh3") if m in sys.modules))
+server.close()
+services.close()
+"""
+
+
+def test_the_server_starts_without_what_only_images_pages_and_notes_need(tmp_path):
+    """Pillow, Jinja and the Markdown parser are a third of the import time; the server loads
+    them with the first image, page or rendered note (bench/run.py measures the start-up)."""
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE, str(tmp_path / "data")],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert out.stdout.split() == []

@@ -7,12 +7,11 @@ there is one place that turns items into HTML; app.js only fetches fragments and
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
-import jinja2
-from markupsafe import Markup
 
 from ..errors import AppError
 from ..markdown import PREVIEW_CHARS
@@ -20,6 +19,9 @@ from ..markdown import render as render_markdown
 from ..services import Services
 from .bodies import json_body
 from .core import principal_of
+
+if TYPE_CHECKING:
+    import jinja2
 
 PACKAGE = Path(__file__).parent.parent
 STATIC = PACKAGE / "static"
@@ -33,21 +35,30 @@ VIEWS: dict[str, dict[str, str]] = {
     "archived": {"type_": "task", "status": "archived"},
 }
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(PACKAGE / "templates")),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
-# render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
-_env.filters["markdown"] = lambda text: Markup(render_markdown(text or "", PREVIEW_CHARS))  # noqa: S704
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page templates, loaded with the first page (start-up and the API do without Jinja)."""
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(PACKAGE / "templates")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    # render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
+    env.filters["markdown"] = lambda text: Markup(render_markdown(text or "", PREVIEW_CHARS))  # noqa: S704
+    return env
 
 
 def html(template: str, **context: Any) -> str:
     bottle.response.content_type = "text/html; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-cache")
-    return _env.get_template(template).render(today=dt.date.today().isoformat(), **context)
+    return _templates().get_template(template).render(today=dt.date.today().isoformat(), **context)
 
 
 def register(app: bottle.Bottle, services: Services) -> None:
