@@ -50,7 +50,6 @@ STREAM_BYTES = 8 * CHUNK  # read buffers of the strippers and decoders (measured
 SLACK = 1.05  # decoders' and the allocator's share beyond the pixels (measured, PNG RGBA)
 
 
-
 @functools.cache
 def _pil() -> ModuleType:
     """Pillow, imported with the first image: starting the server and every request without an
@@ -93,14 +92,15 @@ def process(src: Path, out: BinaryIO, limits: ImageLimits) -> ProcessedImage:
         size = webp_canvas(fh.read(32))
     if size is not None:  # Pillow allocates a WebP's canvas as it opens the file
         _check_budget(size[0] * size[1], WEBP_BYTES_PER_PIXEL, limits)
+    image = _pil().Image
     try:
-        with _pil().Image.open(src, formats=ALLOWED_FORMATS) as img:
+        with image.open(src, formats=ALLOWED_FORMATS) as img:
             return _process(img, src, out, limits)
     except ImageRejected:
         raise
-    except (_pil().Image.DecompressionBombError, _pil().Image.DecompressionBombWarning):
+    except (image.DecompressionBombError, image.DecompressionBombWarning):
         raise ImageRejected("too_many_pixels", "the image has too many pixels") from None
-    except _pil().Image.UnidentifiedImageError:
+    except image.UnidentifiedImageError:
         raise ImageRejected(
             "unsupported_type", "only JPEG, PNG, GIF and WebP images can be attached"
         ) from None
@@ -214,19 +214,20 @@ def _thumbnail(img: Image.Image, px: int) -> bytes:
     factor = _reduce_factor(img.width, img.height, px)
     scale = min(1.0, px / max(img.width // factor, img.height // factor))
     size = (max(1, round(img.width // factor * scale)), max(1, round(img.height // factor * scale)))
+    image = _pil().Image
     if img.mode in ("RGBA", "LA"):
         bands = []
         for index in range(len(img.getbands())):
             band = img.getchannel(index)
             band = band.reduce(factor) if factor > 1 else band
-            bands.append(band.resize(size, _pil().Image.Resampling.LANCZOS) if band.size != size else band)
-        thumb = _pil().Image.merge(img.mode, bands)
+            bands.append(band.resize(size, image.Resampling.LANCZOS) if band.size != size else band)
+        thumb = image.merge(img.mode, bands)
     else:
         small = img.reduce(factor) if factor > 1 and img.mode in REDUCIBLE else img
         if small.mode not in ("RGB", "RGBA"):
             alpha = "A" in small.getbands() or "transparency" in small.info
             small = small.convert("RGBA" if alpha else "RGB")
-        thumb = small.resize(size, _pil().Image.Resampling.LANCZOS) if small.size != size else small
+        thumb = small.resize(size, image.Resampling.LANCZOS) if small.size != size else small
     if thumb.mode not in ("RGB", "RGBA"):
         thumb = thumb.convert("RGBA" if "A" in thumb.getbands() else "RGB")
     out = io.BytesIO()

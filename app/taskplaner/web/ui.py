@@ -36,7 +36,6 @@ VIEWS: dict[str, dict[str, str]] = {
 }
 
 
-
 @functools.cache
 def _templates() -> jinja2.Environment:
     """The page templates, loaded with the first page (start-up and the API do without Jinja)."""
