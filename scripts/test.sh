@@ -27,9 +27,18 @@ if [[ ${#scenarios[@]} -eq 0 ]]; then
   echo "no Molecule scenario found under molecule/" >&2
   exit 1
 fi
+# CI keeps only the tail of the output, and Molecule's recap fills it: a failing scenario's
+# failed tests and their first assertion lines are repeated last.
+scenario_log="$(mktemp)"
+trap 'rm -f "$scenario_log"; tests/cluster/cluster.sh down' EXIT
 for scenario in "${scenarios[@]}"; do
   echo "== molecule: $scenario"
-  molecule test -s "$scenario"
+  if ! molecule test -s "$scenario" 2>&1 | tee "$scenario_log"; then
+    echo "== molecule: $scenario failed; its failed tests and first assertion lines:"
+    sed 's/\x1b\[[0-9;]*m//g; s/^[[:space:]]*│[[:space:]]\{0,1\}//' "$scenario_log" \
+      | grep -a -E '^(FAILED|ERROR) |^E  |^fatal: ' | head -n 30
+    exit 1
+  fi
 done
 
 echo "== lint"
