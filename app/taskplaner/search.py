@@ -47,6 +47,7 @@ _TOKEN_RE = re.compile(r'-?"[^"]*"?|\S+')
 MIN_PREFIX_CHARS = 2
 MAX_PREFIX_TERMS = 8
 MAX_SCAN_TERMS = 4
+MAX_PROBE_TRIGRAMS = 8
 FILTERS = ("tag", "type", "status")
 
 
@@ -163,16 +164,28 @@ def _like_condition(term: Term, args: list[Any]) -> str:
     )
 
 
-def _substring_condition(group: list[Term], args: list[Any]) -> str:
-    """One condition for an OR group: its terms of 3+ characters as one trigram query (the
-    index merges them), shorter ones as LIKE scans."""
-    parts = []
-    long = [t for t in group if len(t.text) >= TRIGRAM]
-    if long:
-        args.append(" OR ".join(_quoted(t.text) for t in long))
-        parts.append("items.id IN (SELECT rowid FROM items_trigram WHERE items_trigram MATCH ?)")
-    parts += [_like_condition(t, args) for t in group if len(t.text) < TRIGRAM]
-    return "(" + " OR ".join(parts) + ")"
+def trigram_probe(text: str) -> str:
+    """The FTS5 expression for the notes that hold every trigram of ``text`` (at most
+    MAX_PROBE_TRIGRAMS of them, spread over it). The index keeps no positions (detail=none),
+    so it cannot tell whether they are adjacent: ``folded_contains`` checks that."""
+    grams = list(dict.fromkeys(text[i : i + TRIGRAM] for i in range(len(text) - TRIGRAM + 1)))
+    if len(grams) > MAX_PROBE_TRIGRAMS:
+        step = (len(grams) - 1) / (MAX_PROBE_TRIGRAMS - 1)
+        grams = [grams[round(i * step)] for i in range(MAX_PROBE_TRIGRAMS)]
+    return " AND ".join(_quoted(g) for g in grams)
+
+
+def _contains_condition(term: Term, args: list[Any]) -> str:
+    """The exact test of one term against a note's text: terms of 3+ characters ignore case
+    in every script; shorter ones, scanned with LIKE, in ASCII only."""
+    if len(term.text) < TRIGRAM:
+        return _like_condition(term, args)
+    args.append(term.text)
+    return "folded_contains(?, items.title, items.tags_text, items.body)"
+
+
+def _group_condition(group: list[Term], args: list[Any]) -> str:
+    return "(" + " OR ".join(_contains_condition(t, args) for t in group) + ")"
 
 
 class _ScanBudget:
@@ -323,19 +336,32 @@ class Search:
     def _substring(
         self, conn: sqlite3.Connection, query: Query, limit: int, offset: int
     ) -> list[sqlite3.Row]:
+        """Newest first. Groups whose terms all have a trigram drive the scan: the trigram
+        index yields the notes holding all their trigrams, newest first, and each is checked
+        until the page is full. Without such a group, every note is checked."""
+        probes: list[str] = []
         args: list[Any] = []
         where = []
         budget = _ScanBudget()
         for group in query.groups:
             if kept := [t for t in group if budget.keep(t)]:
-                where.append(_substring_condition(kept, args))
+                if all(len(t.text) >= TRIGRAM for t in kept):
+                    probes.append(" OR ".join(f"({trigram_probe(t.text)})" for t in kept))
+                where.append(_group_condition(kept, args))
         for term in query.excluded:
             if budget.keep(term):
-                where.append("NOT " + _substring_condition([term], args))
-        where += _filter_sql(query, args) or ["1"]
+                where.append("NOT " + _contains_condition(term, args))
+        where += _filter_sql(query, args)
+        if probes:
+            source = "items_trigram JOIN items ON items.id = items_trigram.rowid"
+            order = "items_trigram.rowid"
+            where.insert(0, "items_trigram MATCH ?")
+            args.insert(0, " AND ".join(f"({p})" for p in probes))
+        else:
+            source, order = "items", "items.id"
         sql = (
-            "SELECT items.*, NULL AS snip FROM items"
-            f" WHERE {' AND '.join(where)} ORDER BY items.id DESC LIMIT ? OFFSET ?"
+            f"SELECT items.*, NULL AS snip FROM {source}"
+            f" WHERE {' AND '.join(where) or '1'} ORDER BY {order} DESC LIMIT ? OFFSET ?"
         )
         return conn.execute(sql, (*args, limit + 1, offset)).fetchall()
 

@@ -7,13 +7,14 @@ from taskplaner.db import MIGRATIONS, Database, _split_sql, integrity_problems
 from taskplaner.search import Search
 
 
-def _database_at_version_1(path) -> Database:
+def _database_at_version(path, version: int) -> Database:
     db = Database(path)
     conn = db.conn
     conn.execute("BEGIN IMMEDIATE")
-    for statement in _split_sql(MIGRATIONS[0]):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
+    for script in MIGRATIONS[:version]:
+        for statement in _split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.execute("COMMIT")
     with db.write() as w:
         for i, (title, body) in enumerate(
@@ -32,10 +33,10 @@ def _database_at_version_1(path) -> Database:
 
 
 def test_upgrade_adds_prefix_indexes_and_keeps_everything_findable(tmp_path):
-    db = _database_at_version_1(tmp_path / "old.db")
-    assert db.migrate() == len(MIGRATIONS) == 3
+    db = _database_at_version(tmp_path / "old.db", 1)
+    assert db.migrate() == len(MIGRATIONS) == 4
     conn = db.conn
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items_fts'").fetchone()[0]
     assert "prefix = '2 3 4'" in sql
     for table in ("items_fts", "items_trigram"):  # migration 3, on the recreated table too
@@ -54,9 +55,32 @@ def test_upgrade_adds_prefix_indexes_and_keeps_everything_findable(tmp_path):
     db.close()
 
 
+def test_upgrade_drops_the_trigram_positions_and_substrings_stay_exact(tmp_path):
+    db = _database_at_version(tmp_path / "v3.db", 3)
+    with db.write() as w:
+        for title, body in [("Quarterly report", "the garden budget"), ("abc bcd", "ПРИВЕТ мир")]:
+            w.execute(
+                "INSERT INTO items (type, title, body, tags_text, created, updated)"
+                " VALUES ('note', ?, ?, '', '2026-01-01', '2026-01-01')",
+                (title, body),
+            )
+    db.migrate()
+    sql = db.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'items_trigram'").fetchone()[0]
+    assert "detail = 'none'" in sql
+    assert integrity_problems(db.conn) == []
+    search = Search(db)
+    assert [r["title"] for r in search.search("arterl")["items"]] == ["Quarterly report"]
+    # both trigrams of "abcd" are in the second note, not next to each other: not a match
+    assert search.search("abcd")["items"] == []
+    # case in Cyrillic: SQL's LIKE would not match it, the trigram index and the check do
+    found = search.search("ривет")
+    assert ([r["title"] for r in found["items"]], found["mode"]) == (["abc bcd"], "substring")
+    db.close()
+
+
 def test_migrating_twice_changes_nothing(tmp_path):
     db = Database(tmp_path / "new.db")
-    assert db.migrate() == 3
-    assert db.migrate() == 3
+    assert db.migrate() == 4
+    assert db.migrate() == 4
     assert integrity_problems(db.conn) == []
     db.close()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import create_item
 from taskplaner.config import Settings
-from taskplaner.search import highlight_snippet, parse, word_match
+from taskplaner.search import Query, Term, highlight_snippet, parse, word_match
 from taskplaner.services import open_services
 
 
@@ -231,3 +231,43 @@ def test_very_common_words_rank_within_the_newest_matches(tmp_path):
         assert services.search.search("apple", limit=200)["next_cursor"] is None
     finally:
         services.close()
+
+
+# Letters whose case differs in several scripts, CJK, spaces and the characters that mean
+# something to LIKE or FTS5.
+SUBSTRING_ALPHABET = "aAbBäÄßпПрР東京 -\"%_*'"
+
+
+@st.composite
+def notes_and_needle(draw):
+    """Notes made of the needle in other cases, its trigrams in any order and other text:
+    the cases where trigrams alone would give the wrong answer."""
+    needle = draw(st.text(SUBSTRING_ALPHABET, min_size=3, max_size=12))
+    trigrams = [needle[i : i + 3] for i in range(len(needle) - 2)]
+    piece = st.one_of(
+        st.sampled_from([needle, needle.upper(), needle.lower(), needle.swapcase()]),
+        st.sampled_from(trigrams),
+        st.text(SUBSTRING_ALPHABET, max_size=3),
+    )
+    notes = draw(st.lists(st.lists(piece, max_size=5).map("".join), min_size=1, max_size=6))
+    return notes, needle
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(notes_and_needle())
+def test_substring_search_finds_exactly_the_notes_holding_the_text(raw_db, case):
+    """The trigram index only narrows the candidates (it keeps no positions); whatever it
+    yields, the result is exactly the notes that hold the needle, ignoring case."""
+    notes, needle = case
+    with raw_db.db.write() as conn:
+        conn.execute("DELETE FROM items")
+        for text in notes:
+            conn.execute(
+                "INSERT INTO items (type, title, body, tags_text, created, updated)"
+                " VALUES ('note', '', ?, '', '', '')",
+                (text,),
+            )
+    with raw_db.db.snapshot() as conn:
+        found = raw_db.search._substring(conn, Query(groups=[[Term(needle)]]), 100, 0)
+    expected = [text for text in notes if needle.lower() in text.lower()]
+    assert sorted(r["body"] for r in found) == sorted(expected)
