@@ -58,6 +58,7 @@ class Settings:
     metrics_token: str | None = None
     metrics_public: bool = False
     sqlite_synchronous: str = "FULL"
+    sqlite_cache_kib: int = 512  # page cache of each connection: one per thread (db.py)
 
     @property
     def db_path(self) -> Path:
@@ -94,6 +95,7 @@ _INT_SETTINGS = {
     "max_connections_per_client": (1, 1000),
     "header_timeout_seconds": (1, 600),
     "idle_timeout_seconds": (1, 3600),
+    "sqlite_cache_kib": (64, 1 << 22),
 }
 
 

@@ -56,7 +56,7 @@ def _secret_key(db: Database, configured: str | None) -> str:
 
 def open_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_path, settings.sqlite_synchronous)
+    db = Database(settings.db_path, settings.sqlite_synchronous, settings.sqlite_cache_kib)
     db.migrate()
     blobs = BlobStore(settings.blob_dir, settings.tmp_dir)
     attachments = Attachments(

@@ -49,6 +49,7 @@ def test_readyz_reports_low_disk_as_503(tmp_path):
         ({"TASKPLANER_TRUSTED_PROXY": "not-an-ip"}, "TASKPLANER_TRUSTED_PROXY"),
         ({"TASKPLANER_SECURE_COOKIES": "maybe"}, "TASKPLANER_SECURE_COOKIES must be true or false"),
         ({"TASKPLANER_SQLITE_SYNCHRONOUS": "OFF"}, "FULL or NORMAL"),
+        ({"TASKPLANER_SQLITE_CACHE_KIB": "8"}, "TASKPLANER_SQLITE_CACHE_KIB must be between 64"),
         ({"TASKPLANER_PASSWORD": "short"}, "at least 8"),
     ],
 )
@@ -180,3 +181,29 @@ def test_the_server_starts_without_what_only_images_pages_and_notes_need(tmp_pat
         capture_output=True, text=True, check=True, timeout=60,
     )
     assert out.stdout.split() == []
+
+
+def test_every_connection_keeps_the_configured_page_cache(tmp_path):
+    """The SQLite memory the server holds is bounded by threads × TASKPLANER_SQLITE_CACHE_KIB:
+    each thread's connection gets the setting, not SQLite's 2 MB default."""
+    import threading
+
+    from taskplaner.services import open_services
+
+    settings = from_env({"TASKPLANER_DATA_DIR": str(tmp_path), "TASKPLANER_SQLITE_CACHE_KIB": "256"})
+    services = open_services(settings)
+    sizes = []
+    try:
+        def query() -> None:
+            services.search.search("anything")
+            sizes.append(services.db.conn.execute("PRAGMA cache_size").fetchone()[0])
+
+        threads = [threading.Thread(target=query) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        query()
+    finally:
+        services.close()
+    assert sizes == [-256] * 4
