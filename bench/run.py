@@ -1,6 +1,7 @@
 """TaskPlaner benchmarks (not tests): each figure comes with a baseline measured in the same run.
 
-    .venv/bin/python bench/run.py [--notes 100000] [--only create,search,upload,upload-memory,http,startup]
+    .venv/bin/python bench/run.py [--notes 100000]
+        [--only create,search,memory,upload,upload-memory,http,startup]
 
 Prints one Markdown table row per benchmark, ready for the README's "Benchmarks" table, and
 writes bench/results/latest.json. Targets (issue #4) are shown next to each figure.
@@ -28,6 +29,7 @@ from typing import Any
 
 from PIL import Image
 
+from taskplaner import logs
 from taskplaner.config import Settings
 from taskplaner.db import merge_search_index
 from taskplaner.services import Services, open_services
@@ -121,27 +123,35 @@ def build_corpus(tmp: Path, notes: int) -> Services:
     return services
 
 
-def bench_search(tmp: Path, notes: int, queries: int = 300) -> dict[str, Any]:
-    """Ranked search with snippets vs a LIKE '%term%' scan of the same rows."""
-    services = build_corpus(tmp, notes)
+def search_queries(n: int) -> list[str]:
+    """60 % one word, 20 % two words, 20 % a 4-letter prefix."""
     rng = random.Random(3)
-    samples = []
-    terms = []
-    for _ in range(queries):
+    queries = []
+    for _ in range(n):
         kind = rng.random()
         if kind < 0.6:
-            q = query_word(rng)
+            queries.append(query_word(rng))
         elif kind < 0.8:
-            q = f"{query_word(rng)} {query_word(rng)}"
+            queries.append(f"{query_word(rng)} {query_word(rng)}")
         else:
-            q = f"{query_word(rng)[:4]}*"
-        terms.append(q.split()[0].rstrip("*"))
+            queries.append(f"{query_word(rng)[:4]}*")
+    return queries
+
+
+def bench_search(tmp: Path, notes: int, queries: int = 300) -> list[dict[str, Any]]:
+    """Ranked search with snippets vs a LIKE '%term%' scan of the same rows; then the same
+    corpus's size and the same searches over HTTP."""
+    services = build_corpus(tmp, notes)
+    chosen = search_queries(queries)
+    samples = []
+    for q in chosen:
         start = time.perf_counter()
         services.search.search(q, limit=20)
         samples.append(time.perf_counter() - start)
     like_samples = []
     conn = services.db.conn
-    for term in terms[:20]:
+    for q in chosen[:20]:
+        term = q.split()[0].rstrip("*")
         start = time.perf_counter()
         # a scan has to read every row to find every match, as ranking needs all of them
         conn.execute("SELECT id FROM items WHERE title LIKE ?1 OR tags_text LIKE ?1"
@@ -149,14 +159,100 @@ def bench_search(tmp: Path, notes: int, queries: int = 300) -> dict[str, Any]:
         like_samples.append(time.perf_counter() - start)
     p50, p95 = percentile(samples, 50) * 1000, percentile(samples, 95) * 1000
     like_p50 = statistics.median(like_samples) * 1000
-    db_size = services.settings.db_path.stat().st_size
-    services.close()
     ok = p50 <= 5 and p95 <= 20 and like_p50 / p50 >= 50
-    return {"name": f"Search, {notes:,} notes (ranked, snippets)",
-            "value": f"p50 {p50:.2f} ms · p95 {p95:.2f} ms",
-            "baseline": f"LIKE '%…%' scan p50 {like_p50:.1f} ms",
-            "ratio": f"{like_p50 / p50:.0f}× faster", "target": "p50 ≤ 5 ms, p95 ≤ 20 ms, ≥ 50×",
-            "ok": ok, "db_bytes": db_size}
+    rows = [{"name": f"Search, {notes:,} notes (ranked, snippets)",
+             "value": f"p50 {p50:.2f} ms · p95 {p95:.2f} ms",
+             "baseline": f"LIKE '%…%' scan p50 {like_p50:.1f} ms",
+             "ratio": f"{like_p50 / p50:.0f}× faster", "target": "p50 ≤ 5 ms, p95 ≤ 20 ms, ≥ 50×",
+             "ok": ok}]
+    rows.append(database_size(services, notes))
+    rows.append(search_over_http(services, chosen))
+    services.close()
+    return rows
+
+
+def database_size(services: Services, notes: int) -> dict[str, Any]:
+    """The database file per note, against the text it holds (title, tags and body)."""
+    conn = services.db.conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    text = conn.execute("SELECT sum(length(CAST(title || tags_text || body AS BLOB)))"
+                        " FROM items").fetchone()[0]
+    pages = {name: size for name, size in conn.execute(
+        "SELECT name, sum(pgsize) FROM dbstat GROUP BY name")}
+    words = sum(v for k, v in pages.items() if k.startswith("items_fts"))
+    trigrams = sum(v for k, v in pages.items() if k.startswith("items_trigram"))
+    size = services.settings.db_path.stat().st_size
+    return {"name": f"Database size, {notes:,} notes",
+            "value": f"{size / notes / 1000:.2f} KB per note ({size / 2**20:.0f} MiB: words index"
+                     f" {words / 2**20:.0f}, trigram index {trigrams / 2**20:.0f})",
+            "baseline": f"the text itself: {text / notes / 1000:.2f} KB per note",
+            "ratio": f"{size / text:.1f}×", "target": "≤ 4× the text",
+            "ok": size / text <= 4}
+
+
+# A client in its own process, as a browser would be: one keep-alive connection, one search at
+# a time; prints each request's seconds.
+SEARCH_CLIENT = """
+import http.client, json, sys, time, urllib.parse
+port, token, queries = int(sys.argv[1]), sys.argv[2], json.load(sys.stdin)
+conn = http.client.HTTPConnection("127.0.0.1", port)
+times = []
+for q in queries:
+    started = time.perf_counter()
+    conn.request("GET", "/api/v1/search?limit=20&q=" + urllib.parse.quote(q),
+                 headers={"Authorization": "Bearer " + token})
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+    times.append(time.perf_counter() - started)
+print(json.dumps(times))
+"""
+
+
+def search_over_http(services: Services, queries: list[str], rounds: int = 3) -> dict[str, Any]:
+    """The same searches through ``taskplaner serve``'s server (a client process on the other
+    core) and in-process on one connection, in alternating rounds."""
+    from taskplaner.web.server import create_server
+
+    token = services.auth.create_token("bench-search")["token"]
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_cores = ({cores[0]}, set(cores[1:])) if len(cores) > 1 else (None, None)
+    if server_core:  # the server's threads, started from here on, inherit it
+        os.sched_setaffinity(0, server_core)
+    server = create_server(services, "127.0.0.1", 0)
+    threading.Thread(target=server.run, daemon=True).start()
+
+    def over_http(batch: list[str]) -> list[float]:
+        out = subprocess.run(
+            [sys.executable, "-c", SEARCH_CLIENT, str(server.effective_port), token],
+            input=json.dumps(batch), capture_output=True, text=True, check=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, client_cores)) if client_cores else None)
+        return list(json.loads(out.stdout))
+
+    def in_process(batch: list[str]) -> list[float]:
+        times = []
+        for q in batch:
+            started = time.perf_counter()
+            services.search.search(q, limit=20)
+            times.append(time.perf_counter() - started)
+        return times
+
+    over_http(queries[:50]), in_process(queries[:50])  # every connection warm
+    http_times: list[float] = []
+    local_times: list[float] = []
+    for _ in range(rounds):
+        http_times += over_http(queries)
+        local_times += in_process(queries)
+    server.task_dispatcher.shutdown()
+    server.close()
+    if server_core:
+        os.sched_setaffinity(0, set(cores))
+    http_p50, local_p50 = percentile(http_times, 50) * 1000, percentile(local_times, 50) * 1000
+    ratio = http_p50 / local_p50
+    return {"name": "Search over HTTP (`GET /api/v1/search`, one client, keep-alive)",
+            "value": f"p50 {http_p50:.2f} ms · p95 {percentile(http_times, 95) * 1000:.2f} ms",
+            "baseline": f"the same searches in-process: p50 {local_p50:.2f} ms",
+            "ratio": f"{ratio:.2f}×", "target": "≤ 1.5×", "ok": ratio <= 1.5}
 
 
 def twelve_megapixel_jpeg(rotate: bool) -> bytes:
@@ -407,7 +503,7 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
                 time.sleep(0.1)
         item = requests.post(base + "/api/v1/items", json={"title": "x"}, headers=headers,
                              timeout=10).json()
-        idle = _vm_hwm(server.pid)
+        idle = _status_mib(server.pid, "VmHWM")
         threads = [threading.Thread(target=requests.post, args=(
             f"{base}/api/v1/items/{item['id']}/attachments",),
             kwargs={"files": {"file": (p.name, p.read_bytes())}, "headers": headers, "timeout": 120})
@@ -416,10 +512,61 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
             t.start()
         for t in threads:
             t.join()
-        return _vm_hwm(server.pid), idle
+        return _status_mib(server.pid, "VmHWM"), idle
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def bench_memory(tmp: Path, notes: int, clients: int = 8, rounds: int = 150) -> dict[str, Any]:
+    """``taskplaner serve`` on the search corpus: RSS after ``clients`` threads each searched
+    and listed ``rounds`` times, against its RSS when idle after start."""
+    import requests
+
+    data = tmp / "search"
+    if not data.exists():
+        build_corpus(tmp, notes).close()
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(data), "TASKPLANER_PASSWORD": "bench-password",
+           "TASKPLANER_PORT": str(free_port())}
+    exe = str(Path(sys.executable).with_name("taskplaner"))
+    token = subprocess.run([exe, "token", "create", "bench-memory"], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()
+    server = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{env['TASKPLANER_PORT']}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        for _ in range(100):
+            try:
+                requests.get(base + "/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        idle = _status_mib(server.pid, "VmRSS")
+        queries = search_queries(rounds)
+
+        def work() -> None:
+            with requests.Session() as session:
+                for q in queries:
+                    session.get(base + "/api/v1/search", params={"q": q}, headers=headers,
+                                timeout=60).raise_for_status()
+                    session.get(base + "/api/v1/items?limit=50", headers=headers,
+                                timeout=60).raise_for_status()
+
+        threads = [threading.Thread(target=work) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after, peak = _status_mib(server.pid, "VmRSS"), _status_mib(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {"name": f"Memory: `taskplaner serve`, {notes:,} notes, after {clients} clients each"
+                    f" searched and listed {rounds} times",
+            "value": f"RSS {after:.1f} MiB (peak {peak:.1f})",
+            "baseline": f"idle after start: {idle:.1f} MiB", "ratio": f"{after / idle:.2f}×",
+            "target": "≤ 45 MiB", "ok": after <= 45}
 
 
 # What any server on this stack imports before it can answer: the web framework, the WSGI
@@ -476,11 +623,11 @@ def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
             "ok": start / floor <= 1.6}
 
 
-def _vm_hwm(pid: int) -> float:
+def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {field}")
 
 
 def free_port() -> int:
@@ -494,16 +641,20 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, default=100_000)
-    parser.add_argument("--only", default="create,search,upload,upload-memory,http,startup")
+    parser.add_argument("--only", default="create,search,memory,upload,upload-memory,http,startup")
     args = parser.parse_args()
     chosen = args.only.split(",")
+    # the access log as `taskplaner serve` writes it: one JSON line per request
+    logs.setup(open(os.devnull, "w"))  # noqa: SIM115 - for the life of the process
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if "create" in chosen:
             rows.append(bench_create(tmp))
         if "search" in chosen:
-            rows.append(bench_search(tmp, args.notes))
+            rows += bench_search(tmp, args.notes)
+        if "memory" in chosen:
+            rows.append(bench_memory(tmp, args.notes))
         if "upload" in chosen:
             rows.append(bench_upload(tmp))
         if "upload-memory" in chosen:
