@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import backup, logs
 from .config import ConfigError, Settings, from_env
-from .db import integrity_problems, merge_search_index, rebuild_search_index
+from .db import integrity_problems, merge_search_index, rebuild_search_index, release_free_pages
 from .errors import AppError
 from .services import Services, open_services
 
@@ -77,6 +77,9 @@ def _reindex(services: Services, args: argparse.Namespace) -> int:
 def _optimize(services: Services, args: argparse.Namespace) -> int:
     steps = merge_search_index(services.db)
     print(f"search index merged in {steps} steps", file=sys.stderr)
+    released = release_free_pages(services.db)
+    if released:
+        print(f"{released / 2**20:.1f} MiB of free pages given back to the disk", file=sys.stderr)
     return 0
 
 
@@ -125,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=_token)
     sub.add_parser("reindex", help="rebuild the search index").set_defaults(func=_reindex)
     sub.add_parser(
-        "optimize", help="merge the search index's b-trees now (the server does it daily)"
+        "optimize", help="merge the search index's b-trees now (the server does it daily), and"
+        " give free pages back to the disk when they are a quarter of the file"
     ).set_defaults(func=_optimize)
     sub.add_parser("check", help="SQLite, FTS and blob integrity checks").set_defaults(
         func=_check)

@@ -3,7 +3,7 @@ findable and the indexes consistent."""
 
 from __future__ import annotations
 
-from taskplaner.db import MIGRATIONS, Database, _split_sql, integrity_problems
+from taskplaner.db import MIGRATIONS, Database, _split_sql, integrity_problems, release_free_pages
 from taskplaner.search import Search
 
 
@@ -83,4 +83,24 @@ def test_migrating_twice_changes_nothing(tmp_path):
     assert db.migrate() == 4
     assert db.migrate() == 4
     assert integrity_problems(db.conn) == []
+    db.close()
+
+
+def test_optimize_gives_back_the_pages_the_smaller_trigram_index_left(tmp_path):
+    db = _database_at_version(tmp_path / "big.db", 3)
+    with db.write() as w:
+        for i in range(400):
+            w.execute(
+                "INSERT INTO items (type, title, body, tags_text, created, updated)"
+                " VALUES ('note', ?, ?, '', '2026-01-01', '2026-01-01')",
+                (f"note {i}", " ".join(f"word{i * 7 + j} text{j}" for j in range(60))),
+            )
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = db.path.stat().st_size
+    db.migrate()
+    assert release_free_pages(db) > before / 4
+    assert db.path.stat().st_size < before * 3 / 4
+    assert release_free_pages(db) == 0  # nothing left to give back: no second copy
+    assert integrity_problems(db.conn) == []
+    assert [r["title"] for r in Search(db).search('"ote 399"')["items"]] == ["note 399"]
     db.close()
