@@ -27,11 +27,20 @@ TOKEN_PREFIX = "tp_"  # noqa: S105 - a public marker that makes leaked tokens gr
 MAX_TOKEN_NAME = 100
 
 
+# Each scrypt holds 128 · r · n bytes (32 MiB) while it runs. Logins from many addresses at once
+# would hold that once per server thread, so they take turns: the memory is bounded whoever asks.
+PARALLEL_SCRYPTS = 2
+_scrypt_slots = threading.BoundedSemaphore(PARALLEL_SCRYPTS)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    with _scrypt_slots:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=SCRYPT_MAXMEM
-    )
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     b64 = base64.b64encode
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -41,10 +50,7 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
-        computed = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-            maxmem=SCRYPT_MAXMEM,
-        )
+        computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(computed, base64.b64decode(digest))

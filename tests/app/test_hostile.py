@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import (
     create_item,
@@ -359,3 +360,49 @@ def test_served_request_bodies_wait_on_the_data_volume(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def _status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+def test_strangers_guessing_at_once_cannot_make_the_password_check_take_much_memory(tmp_path):
+    """Each password check is a scrypt that takes 32 MiB. Guesses from many addresses at once
+    (one waitress thread each) take turns instead of holding 32 MiB apiece."""
+    port = free_port()
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp_path), "TASKPLANER_PORT": str(port),
+           "TASKPLANER_PASSWORD": "the-right-password", "TASKPLANER_TRUSTED_PROXY": "127.0.0.1"}
+    server = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base + "/healthz"), timeout=30)
+        idle = _status_mib(server.pid, "VmRSS")
+        statuses = []
+
+        def guess(n: int) -> None:
+            res = requests.post(base + "/api/v1/session", json={"password": f"wrong-{n}"},
+                                headers={"X-Forwarded-For": f"203.0.113.{n}"}, timeout=60)
+            statuses.append(res.status_code)
+
+        threads = [threading.Thread(target=guess, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        peak = _status_mib(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert sorted(statuses) == [401] * 8
+    assert peak < idle + 3 * 32, (idle, peak)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
