@@ -10,6 +10,7 @@ writes bench/results/latest.json. Targets (issue #4) are shown next to each figu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -480,11 +482,12 @@ def chart_memory_limit_mib() -> float:
     return float(limit.removesuffix("Mi"))
 
 
-def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
-    """Start ``taskplaner serve``, upload the files at once, return (peak, idle) RSS in MiB."""
+@contextlib.contextmanager
+def serving(data: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
+    """``taskplaner serve`` on ``data`` as its own process, answering: (process, base URL,
+    headers with an API token)."""
     import requests
 
-    data = tmp / "served"
     env = {**os.environ, "TASKPLANER_DATA_DIR": str(data), "TASKPLANER_PASSWORD": "bench-password",
            "TASKPLANER_PORT": str(free_port())}
     exe = str(Path(sys.executable).with_name("taskplaner"))
@@ -493,7 +496,6 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
     server = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{env['TASKPLANER_PORT']}"
-    headers = {"Authorization": f"Bearer {token}"}
     try:
         for _ in range(100):
             try:
@@ -501,6 +503,17 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
+        yield server, base, {"Authorization": f"Bearer {token}"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
+    """Start ``taskplaner serve``, upload the files at once, return (peak, idle) RSS in MiB."""
+    import requests
+
+    with serving(tmp / "served") as (server, base, headers):
         item = requests.post(base + "/api/v1/items", json={"title": "x"}, headers=headers,
                              timeout=10).json()
         idle = _status_mib(server.pid, "VmHWM")
@@ -513,9 +526,6 @@ def two_uploads_at_once(tmp: Path, paths: list[Path]) -> tuple[float, float]:
         for t in threads:
             t.join()
         return _status_mib(server.pid, "VmHWM"), idle
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def bench_memory(tmp: Path, notes: int, clients: int = 8, rounds: int = 150) -> dict[str, Any]:
@@ -526,23 +536,10 @@ def bench_memory(tmp: Path, notes: int, clients: int = 8, rounds: int = 150) -> 
     data = tmp / "search"
     if not data.exists():
         build_corpus(tmp, notes).close()
-    env = {**os.environ, "TASKPLANER_DATA_DIR": str(data), "TASKPLANER_PASSWORD": "bench-password",
-           "TASKPLANER_PORT": str(free_port())}
-    exe = str(Path(sys.executable).with_name("taskplaner"))
-    token = subprocess.run([exe, "token", "create", "bench-memory"], env=env, capture_output=True,
-                           text=True, check=True).stdout.strip()
-    server = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{env['TASKPLANER_PORT']}"
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        for _ in range(100):
-            try:
-                requests.get(base + "/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    with serving(data) as (server, base, headers):
         idle = _status_mib(server.pid, "VmRSS")
+        # the peak from here on: the start's own (hashing TASKPLANER_PASSWORD) is not the work's
+        Path(f"/proc/{server.pid}/clear_refs").write_text("5")
         queries = search_queries(rounds)
 
         def work() -> None:
@@ -559,9 +556,6 @@ def bench_memory(tmp: Path, notes: int, clients: int = 8, rounds: int = 150) -> 
         for t in threads:
             t.join()
         after, peak = _status_mib(server.pid, "VmRSS"), _status_mib(server.pid, "VmHWM")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {"name": f"Memory: `taskplaner serve`, {notes:,} notes, after {clients} clients each"
                     f" searched and listed {rounds} times",
             "value": f"RSS {after:.1f} MiB (peak {peak:.1f})",
