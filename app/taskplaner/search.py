@@ -15,9 +15,11 @@ Language::
 
 Two indexes back it (see db.py): ``items_fts`` (unicode61 words, ranked by bm25 with title over
 tags over body) and ``items_trigram`` (substrings of 3+ characters, for CJK text and for parts of
-words). A query with CJK text, or a word query with no results, runs as a substring search on
-the trigram index; terms shorter than 3 characters there fall back to LIKE. Every user string
-is quoted as an FTS5 string, so no input can produce FTS5 syntax.
+words). A query with CJK text, or a word query with no results, runs as a substring search: the
+trigram index, which keeps no positions, yields the notes holding all of a term's trigrams, and
+each is checked for the term itself (``folded_contains``); terms shorter than 3 characters are
+scanned with LIKE. Every user string is quoted as an FTS5 string, so no input can produce FTS5
+syntax.
 
 Latency bound: bm25 must score every match, so a word found in most notes would cost tens of
 milliseconds. A query without filters that matches more than ``max_ranked`` notes (setting
