@@ -251,11 +251,11 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
-def folded_contains(needle: str, *texts: str | None) -> bool:
-    """Whether any of ``texts`` contains ``needle``, ignoring case in every script. SQL's LIKE
-    ignores it in ASCII only; the trigram index, in every script (search.py)."""
-    folded = needle.lower()
-    return any(folded in text.lower() for text in texts if text)
+def folded_contains(folded_needle: str, *texts: str | None) -> bool:
+    """Whether any of ``texts`` contains ``folded_needle`` (given in lower case, once per query
+    rather than once per row), ignoring case in every script. SQL's LIKE ignores it in ASCII
+    only; the trigram index, in every script (search.py)."""
+    return any(folded_needle in text.lower() for text in texts if text)
 
 
 def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
@@ -336,4 +336,3 @@ def release_free_pages(db: Database) -> int:
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return before - db.path.stat().st_size
-

@@ -182,7 +182,7 @@ def _contains_condition(term: Term, args: list[Any]) -> str:
     in every script; shorter ones, scanned with LIKE, in ASCII only."""
     if len(term.text) < TRIGRAM:
         return _like_condition(term, args)
-    args.append(term.text)
+    args.append(term.text.lower())
     return "folded_contains(?, items.title, items.tags_text, items.body)"
 
 
