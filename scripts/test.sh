@@ -10,7 +10,10 @@ echo "== pytest: app (real SQLite, real files, real waitress)"
 pytest tests/app tests/scripts -q
 
 echo "== local test cluster: start once for the cluster tests and every Molecule scenario"
-trap 'tests/cluster/cluster.sh down' EXIT
+# CI keeps only the tail of the output, and Molecule's recap fills it: a failing scenario's
+# failed tests and their first assertion lines are repeated last (from scenario_log).
+scenario_log="$(mktemp)"
+trap 'rm -f "$scenario_log"; tests/cluster/cluster.sh down' EXIT
 tests/cluster/cluster.sh up >/dev/null
 eval "$(tests/cluster/cluster.sh env)"
 export TASKPLANER_CLUSTER_SHARED=1
@@ -27,10 +30,6 @@ if [[ ${#scenarios[@]} -eq 0 ]]; then
   echo "no Molecule scenario found under molecule/" >&2
   exit 1
 fi
-# CI keeps only the tail of the output, and Molecule's recap fills it: a failing scenario's
-# failed tests and their first assertion lines are repeated last.
-scenario_log="$(mktemp)"
-trap 'rm -f "$scenario_log"; tests/cluster/cluster.sh down' EXIT
 for scenario in "${scenarios[@]}"; do
   echo "== molecule: $scenario"
   if ! molecule test -s "$scenario" 2>&1 | tee "$scenario_log"; then
