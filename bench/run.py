@@ -211,24 +211,40 @@ print(json.dumps(times))
 """
 
 
+def pinned_server(services: Services, app: Any = None) -> tuple[Any, set[int], set[int] | None]:
+    """The app's server in a thread, with every thread it starts on the first core: (server,
+    that core, the cores left for a client, or None on one core). One waitress process cannot
+    use a second core (GIL), and sharing both with the client made its throughput jump between
+    two levels from run to run."""
+    from taskplaner.web.server import create_server
+
+    cores = set(os.sched_getaffinity(0))
+    server_core = {min(cores)}
+    os.sched_setaffinity(0, server_core)  # threads started from here on inherit it
+    server = create_server(services, "127.0.0.1", 0, app)
+    threading.Thread(target=server.run, daemon=True).start()
+    os.sched_setaffinity(0, cores)
+    return server, server_core, (cores - server_core) or None
+
+
+def on_cores(cores: set[int] | None) -> Any:
+    """A subprocess ``preexec_fn`` that runs the child on ``cores`` (None: anywhere)."""
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
+
+
 def search_over_http(services: Services, queries: list[str], rounds: int = 3) -> dict[str, Any]:
     """The same searches through ``taskplaner serve``'s server (a client process on the other
     core) and in-process on one connection, in alternating rounds."""
-    from taskplaner.web.server import create_server
-
     token = services.auth.create_token("bench-search")["token"]
-    cores = sorted(os.sched_getaffinity(0))
-    server_core, client_cores = ({cores[0]}, set(cores[1:])) if len(cores) > 1 else (None, None)
-    if server_core:  # the server's threads, started from here on, inherit it
-        os.sched_setaffinity(0, server_core)
-    server = create_server(services, "127.0.0.1", 0)
-    threading.Thread(target=server.run, daemon=True).start()
+    server, server_core, client_cores = pinned_server(services)
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, server_core)  # in-process searches on the server's core too
 
     def over_http(batch: list[str]) -> list[float]:
         out = subprocess.run(
             [sys.executable, "-c", SEARCH_CLIENT, str(server.effective_port), token],
             input=json.dumps(batch), capture_output=True, text=True, check=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, client_cores)) if client_cores else None)
+            preexec_fn=on_cores(client_cores))
         return list(json.loads(out.stdout))
 
     def in_process(batch: list[str]) -> list[float]:
@@ -247,8 +263,7 @@ def search_over_http(services: Services, queries: list[str], rounds: int = 3) ->
         local_times += in_process(queries)
     server.task_dispatcher.shutdown()
     server.close()
-    if server_core:
-        os.sched_setaffinity(0, set(cores))
+    os.sched_setaffinity(0, cores)
     http_p50, local_p50 = percentile(http_times, 50) * 1000, percentile(local_times, 50) * 1000
     ratio = http_p50 / local_p50
     return {"name": "Search over HTTP (`GET /api/v1/search`, one client, keep-alive)",
@@ -312,10 +327,8 @@ def bench_http(tmp: Path, seconds: int = 5, rounds: int = 5) -> dict[str, Any]:
     connections (wrk). The ratio is the share of the server's time the list's own work leaves:
     1.0 would mean the query, the items and their JSON cost nothing.
 
-    The server gets one core and wrk another. Sharing both cores, the server's throughput
-    jumped between two levels from run to run, as its threads and wrk's were scheduled; one
-    waitress process cannot use a second core anyway (GIL). Both are measured in alternating
-    rounds; medians and ranges are reported.
+    The server gets one core and wrk another (``pinned_server``). Both are measured in
+    alternating rounds; medians and ranges are reported.
     """
     if not shutil.which("wrk"):
         return {"name": "HTTP list vs the same bytes static", "value": "wrk not installed",
@@ -323,7 +336,6 @@ def bench_http(tmp: Path, seconds: int = 5, rounds: int = 5) -> dict[str, Any]:
     import bottle
 
     from taskplaner.web import create_app
-    from taskplaner.web.server import create_server
 
     # wrk is one client with 64 connections, reopened between rounds: above the per-client cap
     services = fresh(tmp, "http", max_connections_per_client=1000)
@@ -339,21 +351,14 @@ def bench_http(tmp: Path, seconds: int = 5, rounds: int = 5) -> dict[str, Any]:
         return listed
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 64 clients > 8 threads: expected
-    cores = sorted(os.sched_getaffinity(0))
-    server_core, client_cores = ({cores[0]}, set(cores[1:])) if len(cores) > 1 else (None, None)
-    if server_core:  # threads started from here on inherit it
-        os.sched_setaffinity(0, server_core)
-    server = create_server(services, "127.0.0.1", 0, app)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    os.sched_setaffinity(0, set(cores))
+    server, _, client_cores = pinned_server(services, app)
     base = f"http://127.0.0.1:{server.effective_port}"
 
     def wrk(path: str) -> tuple[float, int]:
         out = subprocess.run(
             ["wrk", "-t2", "-c64", f"-d{seconds}s", "-H", f"Authorization: Bearer {token}",
              base + path], capture_output=True, text=True, timeout=seconds + 30,
-            preexec_fn=(lambda: os.sched_setaffinity(0, client_cores)) if client_cores else None,
+            preexec_fn=on_cores(client_cores),
         ).stdout
         rps = float(out.split("Requests/sec:")[1].split()[0])
         errors = 0
@@ -373,7 +378,7 @@ def bench_http(tmp: Path, seconds: int = 5, rounds: int = 5) -> dict[str, Any]:
     services.close()
     list_rps, static_rps = statistics.median(listing), statistics.median(static)
     share = list_rps / static_rps
-    placement = "server on 1 core, wrk on another" if server_core else "1 core shared"
+    placement = "server on 1 core, wrk on another" if client_cores else "1 core shared"
     return {"name": f"HTTP GET /api/v1/items?limit=50 ({len(listed) // 1024} KiB), 64 connections"
                     f" ({placement})",
             "value": f"{list_rps:,.0f} req/s ({min(listing):,.0f}–{max(listing):,.0f}),"
