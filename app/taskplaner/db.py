@@ -137,6 +137,22 @@ MIGRATIONS: list[str] = [
     INSERT INTO items_trigram (items_trigram) VALUES ('rebuild');
     INSERT INTO items_trigram (items_trigram, rank) VALUES ('usermerge', 2);
     """,
+    # 5: planning. Pinned items lead every list (hence pinned in the list indexes); a task may
+    # have a time on its due day and a repetition rule (recurrence.py); completing a repeating
+    # task records the occurrence it created (next_id), so completing it again creates none.
+    """
+    ALTER TABLE items ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1));
+    ALTER TABLE items ADD COLUMN due_time TEXT;
+    ALTER TABLE items ADD COLUMN repeat TEXT;
+    ALTER TABLE items ADD COLUMN repeat_from TEXT NOT NULL DEFAULT 'due'
+      CHECK (repeat_from IN ('due', 'done'));
+    ALTER TABLE items ADD COLUMN completed TEXT;
+    ALTER TABLE items ADD COLUMN next_id INTEGER;
+    DROP INDEX items_type_status;
+    CREATE INDEX items_type_status ON items (type, status, pinned, id);
+    CREATE INDEX items_pinned ON items (pinned, id);
+    CREATE INDEX items_open_due ON items (due) WHERE status = 'open';
+    """,
 ]
 
 FTS_TABLES = ("items_fts", "items_trigram")

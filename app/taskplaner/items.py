@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from . import recurrence
 from . import tags as tags_service
 from .attachments import Attachments
 from .db import Database, now_iso
 from .errors import AppError, invalid, not_found
+from .localtime import user_today
 from .validation import (
     choice,
     clean_text,
-    decode_cursor,
+    clock_time,
+    decode_key_cursor,
     encode_cursor,
+    flag,
     int_range,
     iso_date,
 )
@@ -22,7 +27,11 @@ from .validation import (
 TYPES = ("note", "task")
 STATUSES = ("open", "done", "archived")
 MAX_TAGS_PER_ITEM = 50
-_EDITABLE = {"type", "title", "body", "tags", "status", "due", "priority"}
+TASK_FIELDS = ("status", "due", "due_time", "priority", "repeat", "repeat_from")
+_EDITABLE = {"type", "title", "body", "tags", "pinned", *TASK_FIELDS}
+# what a note carries of a task's columns: nothing
+_NO_TASK = {"status": None, "due": None, "due_time": None, "priority": 0, "repeat": None,
+            "repeat_from": "due", "completed": None, "next_id": None}
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,16 @@ def _validated(data: Any, limits: ItemLimits, partial: bool) -> dict[str, Any]:
         out["status"] = choice(data["status"], "status", STATUSES)
     if "due" in data:
         out["due"] = iso_date(data["due"], "due")
+    if "due_time" in data:
+        out["due_time"] = clock_time(data["due_time"], "due_time")
     if "priority" in data:
         out["priority"] = int_range(data["priority"], "priority", 0, 3)
+    if "repeat" in data:
+        out["repeat"] = recurrence.canonical(data["repeat"])
+    if "repeat_from" in data:
+        out["repeat_from"] = choice(data["repeat_from"], "repeat_from", recurrence.REPEAT_FROM)
+    if "pinned" in data:
+        out["pinned"] = flag(data["pinned"], "pinned")
     if "tags" in data:
         raw = data["tags"]
         if not isinstance(raw, list) or len(raw) > MAX_TAGS_PER_ITEM:
@@ -61,18 +78,19 @@ def _validated(data: Any, limits: ItemLimits, partial: bool) -> dict[str, Any]:
     return out
 
 
-def _row_to_item(row: sqlite3.Row) -> dict[str, Any]:
+def row_to_item(row: sqlite3.Row) -> dict[str, Any]:
     item = {
         "id": row["id"],
         "type": row["type"],
         "title": row["title"],
         "body": row["body"],
         "tags": row["tags_text"].split() if row["tags_text"] else [],
+        "pinned": bool(row["pinned"]),
         "created": row["created"],
         "updated": row["updated"],
     }
     if row["type"] == "task":
-        item.update(status=row["status"], due=row["due"], priority=row["priority"])
+        item.update({name: row[name] for name in (*TASK_FIELDS, "completed", "next_id")})
     return item
 
 
@@ -80,15 +98,64 @@ def _task_fields(fields: dict[str, Any], current_type: str | None) -> dict[str, 
     """Notes carry no task state; a task always has a status."""
     new_type = fields.get("type", current_type)
     if new_type == "note":
-        for name in ("status", "due", "priority"):
+        for name in TASK_FIELDS:
             if name in fields:
                 raise invalid(name, f"{name} applies to tasks only")
-        if current_type == "task":
-            return {"status": None, "due": None, "priority": 0}
-        return {}
+        return dict(_NO_TASK) if current_type == "task" else {}
     if current_type != "task" and "status" not in fields:
         return {"status": "open"}
     return {}
+
+
+def _completion(fields: dict[str, Any], old_status: str | None) -> dict[str, Any]:
+    """When the task was completed: set on the way to done, cleared on the way back."""
+    new_status = fields.get("status", old_status)
+    if new_status == "done" and old_status != "done":
+        return {"completed": now_iso()}
+    if new_status != "done" and old_status == "done":
+        return {"completed": None}
+    return {}
+
+
+def _insert(conn: sqlite3.Connection, fields: dict[str, Any], tag_names: list[str]) -> sqlite3.Row:
+    """One new item row with its tags; ``fields`` are validated columns."""
+    # tags are resolved first so the row is indexed once, with its tags
+    resolved = tags_service.resolve(conn, tag_names)
+    columns = {**fields, "tags_text": tags_service.tags_text([name for _, name in resolved])}
+    columns.setdefault("created", now_iso())
+    columns.setdefault("updated", columns["created"])
+    row: sqlite3.Row = conn.execute(
+        f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        " RETURNING *",
+        tuple(columns.values()),
+    ).fetchone()
+    conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)",
+                     [(row["id"], tag_id) for tag_id, _ in resolved])
+    return row
+
+
+def _check_task(row: sqlite3.Row) -> None:
+    if row["due_time"] and not row["due"]:
+        raise invalid("due_time", "due_time needs a due date")
+
+
+def _next_occurrence(conn: sqlite3.Connection, done: sqlite3.Row) -> int | None:
+    """Create the next occurrence of a repeating task just completed, once: a second
+    completion (a double click, a retried request, ticking it again) finds ``next_id``."""
+    if not done["repeat"]:
+        return None
+    if done["next_id"] is not None and conn.execute(
+            "SELECT 1 FROM items WHERE id = ?", (done["next_id"],)).fetchone():
+        return int(done["next_id"])
+    today = user_today(conn)
+    anchor = date.fromisoformat(done["due"]) if done["due"] and done["repeat_from"] == "due" else today
+    copied = {name: done[name] for name in ("type", "title", "body", "priority", "due_time",
+                                            "repeat", "repeat_from", "pinned")}
+    row = _insert(conn, {**copied, "status": "open",
+                         "due": recurrence.next_due(done["repeat"], anchor, today).isoformat()},
+                  done["tags_text"].split())
+    conn.execute("UPDATE items SET next_id = ? WHERE id = ?", (row["id"], done["id"]))
+    return int(row["id"])
 
 
 class Items:
@@ -100,21 +167,12 @@ class Items:
     def create(self, data: Any) -> dict[str, Any]:
         fields = _validated(data, self.limits, partial=False)
         fields.update(_task_fields(fields, None))
+        fields.update(_completion(fields, None))
         tag_names = fields.pop("tags", [])
-        stamp = now_iso()
         with self.db.write() as conn:
-            # tags are resolved first so the row is indexed once, with its tags
-            resolved = tags_service.resolve(conn, tag_names)
-            row = conn.execute(
-                "INSERT INTO items (type, title, body, tags_text, status, due, priority, created,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (fields["type"], fields.get("title") or "", fields.get("body") or "",
-                 tags_service.tags_text([name for _, name in resolved]), fields.get("status"),
-                 fields.get("due"), fields.get("priority") or 0, stamp, stamp),
-            ).fetchone()
-            conn.executemany("INSERT INTO item_tags (item_id, tag_id) VALUES (?, ?)",
-                             [(row["id"], tag_id) for tag_id, _ in resolved])
-        return {**_row_to_item(row), "attachments": []}
+            row = _insert(conn, fields, tag_names)
+            _check_task(row)
+        return {**row_to_item(row), "attachments": []}
 
     def get(self, item_id: int) -> dict[str, Any]:
         with self.db.snapshot() as conn:
@@ -124,7 +182,7 @@ class Items:
         row = conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise not_found("item")
-        item = _row_to_item(row)
+        item = row_to_item(row)
         item["attachments"] = self.attachments.for_item(conn, item_id)
         return item
 
@@ -138,8 +196,8 @@ class Items:
         limit: int = 50,
         with_attachments: bool = False,
     ) -> dict[str, Any]:
-        """A page of items, newest first. `with_attachments` adds each item's attachment list
-        (the web UI shows thumbnails); the API gives only their count."""
+        """A page of items, pinned ones first, then newest first. `with_attachments` adds each
+        item's attachment list (the web UI shows thumbnails); the API gives only their count."""
         where: list[str] = []
         args: list[object] = []
         if type_:
@@ -154,18 +212,18 @@ class Items:
                 " WHERE t.name = ?)"
             )
             args.append(tag)
-        after = decode_cursor(cursor)
+        after = decode_key_cursor(cursor)
         if after is not None:
-            where.append("id < ?")
-            args.append(after)
+            where.append("(pinned, id) < (?, ?)")
+            args.extend(after)
         sql = "SELECT * FROM items"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
+        sql += " ORDER BY pinned DESC, id DESC LIMIT ?"
         with self.db.snapshot() as conn:
             rows = conn.execute(sql, (*args, limit + 1)).fetchall()
             page = rows[:limit]
-            items = [_row_to_item(r) for r in page]
+            items = [row_to_item(r) for r in page]
             ids = [i["id"] for i in items]
             if with_attachments:
                 attached = self.attachments.for_items(conn, ids)
@@ -176,16 +234,18 @@ class Items:
             item["attachment_count"] = counts.get(item["id"], 0)
             if with_attachments:
                 item["attachments"] = attached.get(item["id"], [])
-        next_cursor = encode_cursor(page[-1]["id"]) if len(rows) > limit else None
+        last = page[-1] if page else None
+        next_cursor = encode_cursor(last["pinned"], last["id"]) if last and len(rows) > limit else None
         return {"items": items, "next_cursor": next_cursor}
 
     def update(self, item_id: int, data: Any) -> dict[str, Any]:
         fields = _validated(data, self.limits, partial=True)
         with self.db.write() as conn:
-            row = conn.execute("SELECT type FROM items WHERE id = ?", (item_id,)).fetchone()
+            row = conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is None:
                 raise not_found("item")
             fields.update(_task_fields(fields, row["type"]))
+            fields.update(_completion(fields, row["status"]))
             tag_names = fields.pop("tags", None)
             if fields:
                 assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -196,9 +256,12 @@ class Items:
             if tag_names is not None:
                 tags_service.set_item_tags(conn, item_id, tag_names)
                 conn.execute("UPDATE items SET updated = ? WHERE id = ?", (now_iso(), item_id))
-            now = conn.execute("SELECT title, body FROM items WHERE id = ?", (item_id,)).fetchone()
+            now = conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
             if not now["title"] and not now["body"]:
                 raise invalid("title", "an item needs a title or a body")
+            _check_task(now)
+            if now["status"] == "done" and row["status"] != "done":
+                _next_occurrence(conn, now)
             return self._get(conn, item_id)
 
     def delete(self, item_id: int) -> None:

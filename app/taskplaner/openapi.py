@@ -64,8 +64,17 @@ ITEM_FIELDS: dict[str, Any] = {
              "maxItems": 50},
     "status": {"enum": ["open", "done", "archived"]},
     "due": {"type": ["string", "null"], "format": "date"},
+    "due_time": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                 "description": "time on the due day, in the user's time zone; needs due"},
     "priority": {"type": "integer", "minimum": 0, "maximum": 3},
+    "repeat": {"type": ["string", "null"],
+               "description": "RRULE subset: FREQ=DAILY|WEEKLY|MONTHLY|YEARLY, INTERVAL=1..366,"
+                              " BYDAY=MO,TU… (weekly); completing the task creates the next one"},
+    "repeat_from": {"enum": ["due", "done"],
+                    "description": "count the next occurrence from the due date or completion"},
+    "pinned": {"type": "boolean", "description": "pinned items lead every list"},
 }
+TASK_ONLY = ("status", "due", "due_time", "priority", "repeat", "repeat_from")
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -78,9 +87,9 @@ SCHEMAS: dict[str, Any] = {
             {"required": ["title"], "properties": {"title": {"pattern": r"\S"}}},
             {"required": ["body"], "properties": {"body": {"minLength": 1}}},
         ],
-        # status, due and priority belong to tasks; an item without "type": "task" is a note
+        # task fields belong to tasks; an item without "type": "task" is a note
         "if": {"not": {"required": ["type"], "properties": {"type": {"const": "task"}}}},
-        "then": {"not": {"anyOf": [{"required": [name]} for name in ("status", "due", "priority")]}},
+        "then": {"not": {"anyOf": [{"required": [name]} for name in TASK_ONLY]}},
         "description": "A title or a body that is not blank.",
     },
     "Attachment": {"type": "object", "properties": {
@@ -90,8 +99,22 @@ SCHEMAS: dict[str, Any] = {
         "url": TEXT, "thumbnail_url": TEXT}},
     "Item": {"type": "object", "required": ["id", "type", "title", "body", "tags"],
              "properties": {"id": {"type": "integer"}, **ITEM_FIELDS, "created": TEXT,
-                            "updated": TEXT, "attachments": {"type": "array",
-                                                             "items": _ref("Attachment")}}},
+                            "updated": TEXT,
+                            "completed": {"type": ["string", "null"]},
+                            "next_id": {"type": ["integer", "null"], "description":
+                                        "the occurrence that completing this one created"},
+                            "attachments": {"type": "array", "items": _ref("Attachment")}}},
+    "QuickAdd": {"type": "object", "required": ["text"], "additionalProperties": False,
+                 "properties": {
+                     "text": {"type": "string", "description": "as typed: "
+                              "\"Renew passport due next week !high every year #admin\""},
+                     "task": {"type": "boolean", "description": "a task even without a date"},
+                     "ignore": {"type": "array", "maxItems": 20,
+                                "items": {"type": "string", "maxLength": 200},
+                                "description": "recognised phrases to keep as text"}}},
+    "Settings": {"type": "object", "properties": {
+        "timezone": {"type": "string", "description": "IANA zone; decides what today is"},
+        "calendar_feed": {"type": "boolean", "readOnly": True}}},
     "ItemPage": {"type": "object", "properties": {
         "items": {"type": "array", "items": _ref("Item")},
         "next_cursor": {"type": ["string", "null"]}}},
@@ -190,9 +213,45 @@ def document() -> dict[str, Any]:
                           errors=(403, 404)),
         },
         "/api/v1/search": {"get": _op(
-            "Search (words, \"phrases\", prefix*, -exclude, OR, tag:, type:, status:)",
+            "Search (words, \"phrases\", prefix*, -exclude, OR, tag:, type:, status:, due:, is:)",
             {"200": _json(_ref("SearchPage"), "Results")},
             params=[_param("q", "query", TEXT), LIMIT, CURSOR], errors=(400,))},
+        "/api/v1/settings": {
+            "get": _op("Settings", {"200": _json(_ref("Settings"), "Settings")}),
+            "patch": _op("Change settings", {"200": _json(_ref("Settings"), "Settings")},
+                         body={JSON: {"schema": {"type": "object", "additionalProperties": False,
+                                                 "properties": {"timezone": TEXT}}}},
+                         errors=(400, 403, 413, 415, 422)),
+        },
+        "/api/v1/agenda": {"get": _op(
+            "Open tasks by due day: overdue, today, next 7 days, later, no date",
+            {"200": _json({"type": "object", "properties": {
+                "today": TEXT, "timezone": TEXT, "sections": {"type": "array", "items": {
+                    "type": "object", "properties": {
+                        "name": {"enum": ["overdue", "today", "week", "later", "nodate"]},
+                        "label": TEXT, "count": {"type": "integer"},
+                        "items": {"type": "array", "items": _ref("Item")}}}}}}, "Agenda")})},
+        "/api/v1/quick-add/preview": {"post": _op(
+            "What quick add would save: the fields and the recognised parts",
+            {"200": _json({"type": "object"}, "Parsed")},
+            body={JSON: {"schema": _ref("QuickAdd")}}, errors=(400, 403, 413, 415, 422))},
+        "/api/v1/quick-add": {"post": _op(
+            "Create an item from a line as typed (dates, times, !priority, every…, #tags)",
+            {"201": _json(_ref("Item"), "Created")},
+            body={JSON: {"schema": _ref("QuickAdd")}}, errors=(400, 403, 413, 415, 422))},
+        "/api/v1/calendar-feed": {
+            "post": _op("A new calendar feed URL (iCalendar); the previous one stops working",
+                        {"201": _json({"type": "object", "properties": {
+                            "url": TEXT, "path": TEXT}}, "Created")}, errors=(403,)),
+            "delete": _op("Turn the calendar feed off", NO_CONTENT, errors=(403,)),
+        },
+        "/calendar/{token}.ics": {"get": _op(
+            "The calendar feed: open tasks with a due date, with reminders",
+            {"200": {"description": "iCalendar (RFC 5545)",
+                     "content": {"text/calendar": {"schema": TEXT}}}},
+            params=[_param("token", "path", {"type": "string",
+                                              "pattern": "^[A-Za-z0-9_-]{1,100}$"})],
+            public=True, errors=(404,))},
         "/api/v1/export": {"get": _op("Download all data as tar.gz", {"200": {
             "description": "The archive",
             "content": {"application/gzip": {"schema": {"type": "string"}}}}})},

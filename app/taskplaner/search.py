@@ -12,6 +12,7 @@ Language::
     -word -"a b"    exclude
     a OR b          either (binds the terms on both sides)
     tag:name  type:note|task  status:open|done|archived   filters (-tag:name excludes)
+    due:today|overdue|week|2027-01-15  is:pinned|repeating   filters; "today" is the user's
 
 Two indexes back it (see db.py): ``items_fts`` (unicode61 words, ranked by bm25 with title over
 tags over body) and ``items_trigram`` (substrings of 3+ characters, for CJK text and for parts of
@@ -35,9 +36,11 @@ import sqlite3
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from .db import Database
+from .localtime import user_today
 from .validation import decode_cursor, encode_cursor, strip_controls
 
 MARK_OPEN, MARK_CLOSE = "\x02", "\x03"
@@ -50,7 +53,8 @@ MIN_PREFIX_CHARS = 2
 MAX_PREFIX_TERMS = 8
 MAX_SCAN_TERMS = 4
 MAX_PROBE_TRIGRAMS = 8
-FILTERS = ("tag", "type", "status")
+FILTERS = ("tag", "type", "status", "due", "is")
+IS_FILTERS = {"pinned": "items.pinned = 1", "repeating": "items.repeat IS NOT NULL"}
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Query:
     excluded: list[Term] = field(default_factory=list)
     filters: dict[str, list[str]] = field(default_factory=dict)
     excluded_tags: list[str] = field(default_factory=list)
+    today: date | None = None  # the user's, for due: filters
 
     @property
     def terms(self) -> list[Term]:
@@ -216,6 +221,10 @@ def _filter_sql(query: Query, args: list[Any]) -> list[str]:
         "items.id {} IN (SELECT it.item_id FROM item_tags it JOIN tags t ON t.id = it.tag_id"
         " WHERE t.name = ?)"
     )
+    for value in query.filters.get("due", []):
+        where.append(_due_condition(value, query.today or date.today(), args))
+    for value in query.filters.get("is", []):
+        where.append(IS_FILTERS.get(value.lower(), "0"))  # an unknown is: matches nothing
     for value in query.filters.get("tag", []):
         where.append(tag_sql.format(""))
         args.append(value.lstrip("#"))
@@ -223,6 +232,23 @@ def _filter_sql(query: Query, args: list[Any]) -> list[str]:
         where.append(tag_sql.format("NOT"))
         args.append(value.lstrip("#"))
     return where
+
+
+def _due_condition(value: str, today: date, args: list[Any]) -> str:
+    """due:today, due:overdue (open tasks only), due:week (today and the 7 days after), or
+    due:2027-01-15; any other value matches nothing."""
+    word = value.lower()
+    if word in ("today", "overdue"):
+        args.append(today.isoformat())
+        return "items.due = ?" if word == "today" else "(items.due < ? AND items.status = 'open')"
+    if word == "week":
+        args += [today.isoformat(), (today + timedelta(days=7)).isoformat()]
+        return "items.due BETWEEN ? AND ?"
+    try:
+        args.append(date.fromisoformat(value).isoformat())
+    except ValueError:
+        return "0"
+    return "items.due = ?"
 
 
 def highlight_snippet(raw: str) -> str:
@@ -273,6 +299,8 @@ class Search:
         query = parse(text, self.max_chars, self.max_terms)
         offset = decode_cursor(cursor) or 0
         with self.db.snapshot() as conn:
+            if "due" in query.filters:
+                query.today = user_today(conn)
             if not query.groups and not query.excluded:
                 rows, mode = self._substring(conn, query, limit, offset), "filter"
             elif query.groups and not any(

@@ -14,6 +14,7 @@ from .db import Database, get_setting, set_setting
 from .images import ImageLimits
 from .items import ItemLimits, Items
 from .metrics import Metrics
+from .planning import Planning
 from .search import Search
 from .tags import Tags
 from .upkeep import Upkeep
@@ -30,6 +31,7 @@ class Services:
     search: Search
     auth: Auth
     metrics: Metrics
+    planning: Planning
     transfer_lock: threading.Lock = field(default_factory=threading.Lock)  # one import at a time
 
     def close(self) -> None:
@@ -77,14 +79,16 @@ def open_services(settings: Settings) -> Services:
     attachments.on_reject.append(lambda reason: metrics.upload_rejections.labels(reason).inc())
     search = Search(db, settings.max_query_chars, settings.max_query_terms, settings.max_ranked_matches)
     search.on_done.append(metrics.search_seconds.observe)
+    items = Items(db, attachments, ItemLimits(settings.max_title_chars, settings.max_body_chars))
     return Services(
         settings=settings,
         db=db,
         blobs=blobs,
         attachments=attachments,
-        items=Items(db, attachments, ItemLimits(settings.max_title_chars, settings.max_body_chars)),
+        items=items,
         tags=Tags(db),
         search=search,
         auth=auth,
         metrics=metrics,
+        planning=Planning(db, items, attachments),
     )

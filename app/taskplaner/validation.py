@@ -103,6 +103,25 @@ def iso_date(value: Any, field: str) -> str | None:
     raise invalid(field, f"{field} must be a date like 2026-12-31")
 
 
+_CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def clock_time(value: Any, field: str) -> str | None:
+    """A time of day as 24-hour HH:MM, or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _CLOCK_RE.match(value):
+        return value
+    raise invalid(field, f"{field} must be a time like 09:30")
+
+
+def flag(value: Any, field: str) -> int:
+    """A JSON boolean, stored as SQLite's 0 or 1."""
+    if not isinstance(value, bool):
+        raise invalid(field, f"{field} must be true or false")
+    return int(value)
+
+
 def choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise invalid(field, f"{field} must be one of: {', '.join(allowed)}")
@@ -127,19 +146,40 @@ def page_limit(raw: str | None, default: int, maximum: int) -> int:
     return value
 
 
-def encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+def encode_cursor(*values: int) -> str:
+    return base64.urlsafe_b64encode(".".join(map(str, values)).encode()).decode().rstrip("=")
+
+
+def _cursor_values(raw: str) -> list[int]:
+    """Cursors are opaque to clients; a damaged one is a 400, not a 500."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        values = [int(part) for part in text.split(".")]
+        if not all(0 <= value <= MAX_SQLITE_INT for value in values):
+            raise ValueError
+        return values
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise AppError(400, "bad_request", "cursor is not valid", "cursor") from None
 
 
 def decode_cursor(raw: str | None) -> int | None:
-    """Cursors are opaque to clients; a damaged one is a 400, not a 500."""
+    """A cursor holding one number (an offset)."""
     if raw is None or raw == "":
         return None
-    try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        value = int(text)
-        if not 0 <= value <= MAX_SQLITE_INT:
-            raise ValueError
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise AppError(400, "bad_request", "cursor is not valid", "cursor") from None
+    values = _cursor_values(raw)
+    if len(values) != 1:
+        raise AppError(400, "bad_request", "cursor is not valid", "cursor")
+    return values[0]
+
+
+def decode_key_cursor(raw: str | None) -> tuple[int, int] | None:
+    """A list cursor: the (pinned, id) sort key of the last item shown. One number alone is
+    an id from before pinning existed, on the unpinned part of the list."""
+    if raw is None or raw == "":
+        return None
+    values = _cursor_values(raw)
+    if len(values) == 1:
+        return 0, values[0]
+    if len(values) != 2:
+        raise AppError(400, "bad_request", "cursor is not valid", "cursor")
+    return values[0], values[1]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import bottle
 
 from ..services import Services
-from . import attachments, core, health, items, search, session, tags, transfer, ui
+from . import attachments, core, health, items, planning, search, session, tags, transfer, ui
 
-RESOURCES = (health, session, items, tags, attachments, search, transfer)
+RESOURCES = (health, session, items, tags, attachments, search, transfer, planning)
 
 
 def create_app(services: Services) -> bottle.Bottle:

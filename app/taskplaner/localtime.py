@@ -1,0 +1,44 @@
+"""The user's time zone, which decides what "today" is for due dates, the agenda and the feed.
+
+The browser reports its zone (``Intl``) and the UI stores it as a setting; until then it is UTC.
+Zone data comes from the system, or from the ``tzdata`` package where the system has none
+(slim container images).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .db import get_setting, set_setting
+from .errors import invalid
+
+SETTING = "timezone"
+DEFAULT_ZONE = "UTC"
+
+
+def zone_name(value: Any, field: str = "timezone") -> str:
+    """A valid IANA zone name such as Europe/Berlin; 422 naming ``field`` otherwise."""
+    if isinstance(value, str) and 0 < len(value) <= 64 and ".." not in value and not value.startswith("/"):
+        try:
+            ZoneInfo(value)
+            return value
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise invalid(field, f"{field} must be an IANA time zone such as Europe/Berlin")
+
+
+def user_zone(conn: sqlite3.Connection) -> ZoneInfo:
+    return ZoneInfo(get_setting(conn, SETTING) or DEFAULT_ZONE)
+
+
+def set_user_zone(conn: sqlite3.Connection, name: Any) -> str:
+    valid = zone_name(name)
+    set_setting(conn, SETTING, valid)
+    return valid
+
+
+def user_today(conn: sqlite3.Connection) -> date:
+    return datetime.now(user_zone(conn)).date()
