@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import recurrence
 from . import tags as tags_service
 from .blobs import CHUNK, HASH_RE
 from .db import now_iso
 from .errors import AppError
 from .items import STATUSES, TYPES
 from .services import Services
-from .validation import choice, clean_text, int_range, iso_date, parse_json
+from .validation import choice, clean_text, clock_time, int_range, iso_date, parse_json
 
 FORMAT = "taskplaner-export"
 VERSION = 2
@@ -150,7 +151,13 @@ def _validate_item(raw: Any, settings: Any) -> dict[str, Any]:
             "body": clean_text(raw.get("body", ""), "body", settings.max_body_chars),
             "status": None,
             "due": None,
+            "due_time": None,
             "priority": 0,
+            "repeat": None,
+            "repeat_from": "due",
+            "completed": None,
+            "next_id": None,
+            "pinned": int_range(raw.get("pinned", 0), "pinned", 0, 1),
             "created": clean_text(raw.get("created"), "created", 40),
             "updated": clean_text(raw.get("updated"), "updated", 40),
             "tags": tags_service.normalise(tag_names),
@@ -158,7 +165,15 @@ def _validate_item(raw: Any, settings: Any) -> dict[str, Any]:
         if item["type"] == "task":
             item["status"] = choice(raw.get("status"), "status", STATUSES)
             item["due"] = iso_date(raw.get("due"), "due")
+            item["due_time"] = clock_time(raw.get("due_time"), "due_time")
             item["priority"] = int_range(raw.get("priority", 0), "priority", 0, 3)
+            item["repeat"] = recurrence.canonical(raw.get("repeat"))
+            item["repeat_from"] = choice(raw.get("repeat_from", "due"), "repeat_from",
+                                         recurrence.REPEAT_FROM)
+            if raw.get("completed") is not None:
+                item["completed"] = clean_text(raw["completed"], "completed", 40)
+            if raw.get("next_id") is not None:
+                item["next_id"] = int_range(raw["next_id"], "next_id", 1, MAX_ID)
     except AppError as exc:
         raise _bad(f"item {str(raw.get('id'))[:20]}: {exc.message}") from None
     return item
@@ -303,11 +318,10 @@ class _Import:
             if item["id"] in ids:
                 raise _bad(f"item id {item['id']} repeats")
             ids.add(item["id"])
+            columns = [name for name in item if name != "tags"]
             conn.execute(
-                "INSERT INTO items (id, type, title, body, status, due, priority, created,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (item["id"], item["type"], item["title"], item["body"], item["status"],
-                 item["due"], item["priority"], item["created"], item["updated"]),
+                f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [item[name] for name in columns],
             )
             if item["tags"]:
                 tags_service.set_item_tags(conn, item["id"], item["tags"])

@@ -59,6 +59,10 @@ class Planning:
         self.attachments = attachments
 
     # --- settings ---------------------------------------------------------------------------
+    def today(self) -> date:
+        with self.db.snapshot() as conn:
+            return user_today(conn)
+
     def settings(self) -> dict[str, Any]:
         with self.db.snapshot() as conn:
             return {"timezone": get_setting(conn, ZONE_SETTING) or "UTC",

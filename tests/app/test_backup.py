@@ -29,6 +29,10 @@ def populate(client, app):
     create_item(
         client, app, type="task", title="Renew passport", due="2027-01-05", priority=3, tags=["travel"]
     )
+    # planning fields, and a completed repeating task with the occurrence it created
+    weekly = create_item(client, app, type="task", title="Bins", due="2027-01-04", due_time="07:30",
+                         repeat="FREQ=WEEKLY;BYDAY=MO", repeat_from="done", pinned=True)
+    client.patch(app.url(f"/api/v1/items/{weekly['id']}"), json={"status": "done"})
     img = image_bytes("PNG", (40, 40), "orange")
     client.post(
         app.url(f"/api/v1/items/{a['id']}/attachments"), files={"file": ("map.png", img, "image/png")}
@@ -50,8 +54,9 @@ def test_export_wipe_import_is_identical(app, client):
         app.url("/api/v1/import"), data=archive.content, headers={"Content-Type": "application/gzip"}
     )
     assert res.status_code == 200, res.text
-    assert res.json()["imported"] == {"items": 2, "attachments": 1}
+    assert res.json()["imported"] == {"items": 4, "attachments": 1}
     assert everything(client, app) == before
+    assert {i["title"]: i.get("next_id") is not None for i in before[0]}["Bins"] is True
     att = before[0][-1]["attachments"][0]
     assert client.get(app.url(att["url"])).status_code == 200
     hits = client.get(app.url("/api/v1/search"), params={"q": "boots"}).json()["items"]
@@ -133,7 +138,7 @@ def test_cli_backup_and_restore(app, client, tmp_path):
         client.delete(app.url(f"/api/v1/items/{item['id']}"))
     result = run("restore", str(archive))
     assert result.returncode == 0, result.stderr
-    assert "restored 2 items and 1 attachments" in result.stderr
+    assert "restored 4 items and 1 attachments" in result.stderr
     assert everything(client, app) == before
     check = run("check")
     assert check.returncode == 0 and "ok" in check.stderr
@@ -226,8 +231,9 @@ def test_an_export_streams_as_manifest_attachments_blobs_items(app, client):
         items = tar.extractfile("items.jsonl").read().decode().splitlines()
     assert names[:2] == ["taskplaner.json", "attachments.jsonl"] and names[-1] == "items.jsonl"
     assert all(n.startswith("blobs/") for n in names[2:-1]) and len(names) == 5
-    assert manifest["version"] == 2 and manifest["counts"] == {"items": 2, "attachments": 1}
-    assert len(items) == 2 and {json.loads(line)["title"] for line in items} == {"Trip", "Renew passport"}
+    assert manifest["version"] == 2 and manifest["counts"] == {"items": 4, "attachments": 1}
+    assert len(items) == 4
+    assert {json.loads(line)["title"] for line in items} == {"Trip", "Renew passport", "Bins"}
 
 
 def test_cli_restore_says_what_is_wrong_in_one_line(app, tmp_path):

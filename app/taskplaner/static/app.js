@@ -136,7 +136,7 @@ async function reloadList({ push = false } = {}) {
 }
 function markCurrentFilters() {
   for (const a of $$("#views a")) {
-    if (!listState.query && !listState.tag && a.dataset.view === listState.view) a.setAttribute("aria-current", "page");
+    if (!listState.query && !listState.tag && a.dataset.view === listState.view && !a.dataset.section) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   for (const a of $$("#tags a")) {
@@ -144,7 +144,13 @@ function markCurrentFilters() {
     else a.removeAttribute("aria-current");
   }
 }
-async function refreshTags() { $("#tags").innerHTML = await api.get("/ui/tags"); markCurrentFilters(); }
+// The sidebar: tags with their counts, and the agenda's counts (both change with any edit)
+async function refreshTags() {
+  const [tags, views] = await Promise.all([api.get("/ui/tags"), api.get("/ui/views")]);
+  $("#tags").innerHTML = tags;
+  $("#views").innerHTML = views;
+  markCurrentFilters();
+}
 
 async function loadMore(li) {
   if (li.dataset.loading) return;
@@ -182,7 +188,8 @@ function setupList() {
       event.preventDefault();
       listState = view ? { view: view.dataset.view, tag: "", query: "" } : { view: "all", tag: tag.dataset.tag, query: "" };
       $("#search").value = "";
-      reloadList({ push: true });
+      const section = view?.dataset.section;
+      reloadList({ push: true }).then(() => { if (section) $(`#agenda-${section}`)?.scrollIntoView({ block: "start" }); });
       return;
     }
     const more = event.target.closest("li.more button");
@@ -194,6 +201,7 @@ function setupList() {
       const card = action.closest("li.item");
       if (action.dataset.action === "edit") openEditor(card.dataset.id);
       if (action.dataset.action === "delete") deleteWithUndo(card);
+      if (action.dataset.action === "pin") togglePin(card, action);
     }
   });
   items.addEventListener("change", (event) => {
@@ -208,18 +216,36 @@ function setupList() {
 }
 
 // Optimistic: the card shows the new state at once and goes back if the server refuses.
+// Completing a repeating task brings its next occurrence into the list.
 async function toggleTask(box) {
   const card = box.closest("li.item");
   const status = box.checked ? "done" : "open";
   const previous = box.checked ? "open" : "done";
   card.classList.replace(`status-${previous}`, `status-${status}`);
   try {
-    await api.patch(`/api/v1/items/${card.dataset.id}`, { status });
+    const task = await api.patch(`/api/v1/items/${card.dataset.id}`, { status });
+    if (status === "done" && task.next_id) {
+      const next = await api.get(`/api/v1/items/${task.next_id}`);
+      await reloadList();
+      toast(`Done. Next one is due ${next.due}.`);
+    } else if (listState.view === "agenda") await reloadList();
+    refreshTags();
   } catch (err) {
     box.checked = !box.checked;
     card.classList.replace(`status-${status}`, `status-${previous}`);
     toast(`Could not update the task: ${err.message}`, { kind: "error" });
   }
+}
+
+// Pinned items lead the list, so the list is reloaded in its new order.
+async function togglePin(card, button) {
+  const pinned = button.getAttribute("aria-pressed") !== "true";
+  try {
+    await api.patch(`/api/v1/items/${card.dataset.id}`, { pinned });
+    await reloadList();
+    $(`#item-${card.dataset.id} .pin`)?.focus();
+    toast(pinned ? "Pinned to the top." : "Unpinned.");
+  } catch (err) { toast(`Could not pin: ${err.message}`, { kind: "error" }); }
 }
 
 // Deleting hides the card and waits a few seconds: Undo puts it back, nothing was deleted.
@@ -247,29 +273,55 @@ window.addEventListener("pagehide", () => {
 });
 
 // --- quick capture -------------------------------------------------------------------------
-const TAG_RE = /(^|\s)#([\p{L}\p{N}][\p{L}\p{N}_\-./]*)/gu;
-function parseCapture(text, asTask) {
-  let rest = text.trim();
-  let type = asTask ? "task" : "note";
-  if (/^\[ ?\]\s*/.test(rest)) { type = "task"; rest = rest.replace(/^\[ ?\]\s*/, ""); }
-  const tags = [...new Set([...rest.matchAll(TAG_RE)].map((m) => m[2].toLowerCase()))];
-  const [first, ...more] = rest.split("\n");
-  const title = first.replace(TAG_RE, "$1").replace(/\s+/g, " ").trim() || (tags.length ? tags.map((t) => `#${t}`).join(" ") : "");
-  return { type, title: title.slice(0, 500), body: more.join("\n").trim(), tags };
-}
+// The server reads dates, times, !priority, "every …" and #tags (POST /api/v1/quick-add); what
+// it recognised shows as chips under the box, and removing a chip keeps that text as typed.
+const PART_KINDS = { date: "due", time: "at", priority: "!", repeat: "↻" };
 function setupCapture() {
   const form = $("#capture");
   if (!form) return;
   const text = $("#capture-text");
   const typeButton = $("#capture-type");
+  const partsList = $("#capture-parts");
+  let ignore = [];
+  let previewSeq = 0;
+  const isTask = () => typeButton.getAttribute("aria-pressed") === "true";
+  const body = () => ({ text: text.value, task: isTask(), ignore });
   const setTask = (on) => {
     typeButton.setAttribute("aria-pressed", String(on));
     typeButton.textContent = on ? "Task" : "Note";
     typeButton.setAttribute("aria-label", on ? "Type: task (press to make it a note)" : "Type: note (press to make it a task)");
   };
-  typeButton.addEventListener("click", () => { setTask(typeButton.getAttribute("aria-pressed") !== "true"); text.focus(); });
+  const showParts = (parsed) => {
+    partsList.replaceChildren(...parsed.parts.map((part) => {
+      const li = document.createElement("li");
+      li.className = `part ${part.kind}`;
+      const kind = document.createElement("span");
+      kind.className = "kind"; kind.setAttribute("aria-hidden", "true"); kind.textContent = PART_KINDS[part.kind] || "";
+      const label = document.createElement("span");
+      label.textContent = part.label;
+      label.title = `from “${part.text}”`;
+      const remove = document.createElement("button");
+      remove.type = "button"; remove.textContent = "✕";
+      remove.setAttribute("aria-label", `Keep “${part.text}” as text`);
+      remove.addEventListener("click", () => { ignore.push(part.text); preview(); text.focus(); });
+      li.append(kind, label, remove);
+      return li;
+    }));
+    if (parsed.type === "task" && !isTask() && parsed.parts.length) typeButton.textContent = "Task";
+    else if (!isTask()) typeButton.textContent = "Note";
+  };
+  const preview = async () => {
+    const seq = ++previewSeq;
+    if (!text.value.trim()) { partsList.replaceChildren(); ignore = []; return; }
+    try {
+      const parsed = await api.post("/api/v1/quick-add/preview", body());
+      if (seq === previewSeq) showParts(parsed);
+    } catch (err) { /* the chips wait for the next keystroke */ }
+  };
+  const previewSoon = debounce(preview, 150);
+  typeButton.addEventListener("click", () => { setTask(!isTask()); preview(); text.focus(); });
   const grow = () => { text.style.height = "auto"; text.style.height = `${Math.min(text.scrollHeight, 320)}px`; };
-  text.addEventListener("input", grow);
+  text.addEventListener("input", () => { grow(); previewSoon(); });
   text.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); form.requestSubmit(); }
     if (event.key === "Escape") text.blur();
@@ -277,16 +329,19 @@ function setupCapture() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!text.value.trim()) return;
-    const item = parseCapture(text.value, typeButton.getAttribute("aria-pressed") === "true");
     try {
-      const created = await api.post("/api/v1/items", item);
+      previewSeq += 1; // a preview still on its way is out of date
+      const created = await api.post("/api/v1/quick-add", body());
       text.value = "";
+      ignore = [];
+      partsList.replaceChildren();
       grow();
       setTask(false);
-      if (listState.query || listState.tag || listState.view !== "all") { listState = { view: "all", tag: "", query: "" }; $("#search").value = ""; await reloadList({ push: true }); }
+      if (listState.query || listState.tag || !["all", "agenda"].includes(listState.view)) { listState = { view: "all", tag: "", query: "" }; $("#search").value = ""; await reloadList({ push: true }); }
+      else if (listState.view === "agenda") await reloadList();
       else await refreshItem(created.id);
       refreshTags();
-      toast(created.type === "task" ? "Task saved." : "Note saved.");
+      toast(created.type === "task" ? (created.due ? `Task saved, due ${created.due}${created.due_time ? ` ${created.due_time}` : ""}.` : "Task saved.") : "Note saved.");
     } catch (err) { toast(`Not saved: ${err.message}`, { kind: "error" }); }
   });
   return { focus(asTask) { setTask(asTask); text.focus(); } };
@@ -326,7 +381,13 @@ async function openEditor(id) {
   $("#edit-is-task").checked = item.type === "task";
   $("#edit-status").value = item.status || "open";
   $("#edit-due").value = item.due || "";
+  $("#edit-time").value = item.due_time || "";
   $("#edit-priority").value = String(item.priority || 0);
+  const repeat = $("#edit-repeat");
+  if (item.repeat && ![...repeat.options].some((o) => o.value === item.repeat)) repeat.add(new Option(item.repeat, item.repeat));
+  repeat.value = item.repeat || "";
+  $("#edit-repeat-from").value = item.repeat_from || "due";
+  $("#edit-pinned").checked = Boolean(item.pinned);
   $("#editor-error").textContent = "";
   $("#uploads").replaceChildren();
   syncTaskFields();
@@ -336,24 +397,28 @@ async function openEditor(id) {
 }
 function syncTaskFields() {
   const on = $("#edit-is-task").checked;
-  for (const el of $$("#edit-status, #edit-due, #edit-priority")) el.disabled = !on;
+  for (const el of $$("#edit-status, #edit-due, #edit-time, #edit-priority, #edit-repeat, #edit-repeat-from")) el.disabled = !on;
 }
 async function saveEditor() {
   const isTask = $("#edit-is-task").checked;
   const patch = {
     title: $("#edit-title").value, body: $("#edit-body").value,
     tags: $("#edit-tags").value.split(/[\s,]+/).map((t) => t.replace(/^#/, "")).filter(Boolean),
-    type: isTask ? "task" : "note",
+    type: isTask ? "task" : "note", pinned: $("#edit-pinned").checked,
   };
   if (isTask) {
     patch.status = $("#edit-status").value;
     patch.due = $("#edit-due").value || null;
+    patch.due_time = patch.due ? $("#edit-time").value || null : null;
     patch.priority = Number($("#edit-priority").value);
+    patch.repeat = $("#edit-repeat").value || null;
+    patch.repeat_from = $("#edit-repeat-from").value;
   }
   try {
-    await api.patch(`/api/v1/items/${editing.id}`, patch);
+    const saved = await api.patch(`/api/v1/items/${editing.id}`, patch);
     $("#editor").close();
-    await refreshItem(editing.id);
+    if (saved.pinned !== editing.pinned || saved.next_id !== editing.next_id || listState.view === "agenda") await reloadList();
+    else await refreshItem(editing.id);
     refreshTags();
     toast("Saved.");
   } catch (err) { $("#editor-error").textContent = err.message; }
@@ -487,6 +552,47 @@ function setupKeys(capture) {
   $("#lightbox")?.addEventListener("click", (e) => { if (e.target.id === "lightbox") e.target.close(); });
 }
 
+// --- settings: the time zone and the calendar feed -----------------------------------------
+async function syncTimezone() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const stored = $('meta[name="timezone"]')?.content;
+  if (!zone || zone === stored) return;
+  try {
+    await api.patch("/api/v1/settings", { timezone: zone });
+    $('meta[name="timezone"]').content = zone;
+    $("#settings-timezone").textContent = zone;
+    if (!listState.query) await reloadList(); // "today" and "overdue" may have moved
+    refreshTags();
+  } catch (err) { /* a zone this server does not know: it keeps the stored one */ }
+}
+function setupSettings() {
+  const dialog = $("#settings");
+  if (!dialog) return;
+  const state = $("#feed-state");
+  const show = (on, url) => {
+    state.dataset.on = String(on);
+    state.textContent = url ? "Subscribe to this address; it is shown only now." : on ? "The feed is on. Its address was shown when it was made." : "The feed is off.";
+    $(".feed-url", dialog).hidden = !url;
+    $("#feed-url").value = url || "";
+    $("#feed-new").textContent = on ? "New address" : "Turn on";
+    $("#feed-off").hidden = !on;
+  };
+  $("#settings-button").addEventListener("click", () => dialog.showModal());
+  $("#feed-new").addEventListener("click", async () => {
+    try { show(true, (await api.post("/api/v1/calendar-feed")).url); $("#feed-url").select(); }
+    catch (err) { toast(err.message, { kind: "error" }); }
+  });
+  $("#feed-off").addEventListener("click", async () => {
+    try { await api.del("/api/v1/calendar-feed"); show(false); toast("Calendar feed turned off."); }
+    catch (err) { toast(err.message, { kind: "error" }); }
+  });
+  $("#feed-copy").addEventListener("click", async () => {
+    $("#feed-url").select();
+    try { await navigator.clipboard.writeText($("#feed-url").value); toast("Address copied."); }
+    catch (err) { toast("Selected: press Ctrl+C to copy."); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupTheme();
   setupLogin();
@@ -496,6 +602,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const capture = setupCapture();
   setupSearch();
   setupEditor();
+  setupSettings();
   setupKeys(capture);
+  syncTimezone();
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
 });

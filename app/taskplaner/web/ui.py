@@ -6,7 +6,6 @@ there is one place that turns items into HTML; app.js only fetches fragments and
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,8 @@ import bottle
 from ..errors import AppError
 from ..markdown import PREVIEW_CHARS
 from ..markdown import render as render_markdown
+from ..planning import SECTIONS
+from ..recurrence import describe as describe_rule
 from ..services import Services
 from .bodies import json_body
 from .core import principal_of
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 PACKAGE = Path(__file__).parent.parent
 STATIC = PACKAGE / "static"
 PAGE_SIZE = 30
+AGENDA = "agenda"  # the view of open tasks by due day (planning.Planning.agenda)
 # view name → item filters; the sidebar's "All / Notes / Open tasks / Done / Archived"
 VIEWS: dict[str, dict[str, str]] = {
+    AGENDA: {},
     "all": {},
     "notes": {"type_": "note"},
     "open": {"type_": "task", "status": "open"},
@@ -51,17 +54,25 @@ def _templates() -> jinja2.Environment:
     )
     # render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
     env.filters["markdown"] = lambda text: Markup(render_markdown(text or "", PREVIEW_CHARS))  # noqa: S704
+    env.filters["repeat_words"] = describe_rule
     return env
 
 
 def html(template: str, **context: Any) -> str:
     bottle.response.content_type = "text/html; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-cache")
-    return _templates().get_template(template).render(today=dt.date.today().isoformat(), **context)
+    return _templates().get_template(template).render(**context)
 
 
 def register(app: bottle.Bottle, services: Services) -> None:
     s = services
+
+    def render(template: str, **context: Any) -> str:
+        """A page or fragment that shows items: due dates are overdue by the user's today."""
+        return html(template, today=s.planning.today().isoformat(), **context)
+
+    def sidebar() -> dict[str, Any]:
+        return {"sections": SECTIONS, "counts": s.planning.counts()}
 
     def view_filters() -> tuple[str, str | None, dict[str, str]]:
         q = bottle.request.query
@@ -72,6 +83,8 @@ def register(app: bottle.Bottle, services: Services) -> None:
         return view, tag, VIEWS[view]
 
     def page(view: str, tag: str | None, filters: dict[str, str], cursor: str | None) -> dict[str, Any]:
+        if view == AGENDA and not tag:
+            return {"agenda": s.planning.agenda(with_attachments=True), "view": view, "tag": None}
         result = s.items.list(**filters, tag=tag, cursor=cursor, limit=PAGE_SIZE, with_attachments=True)
         return {**result, "view": view, "tag": tag}
 
@@ -88,28 +101,35 @@ def register(app: bottle.Bottle, services: Services) -> None:
             "query": query,
             "views": VIEWS,
             "tags": s.tags.list(),
+            "settings": s.planning.settings(),
+            **sidebar(),
         }
         if query:
             context.update(search=s.search.search(query, limit=PAGE_SIZE), view=view, tag=tag)
         else:
             context.update(page(view, tag, filters, None))
-        return html("index.html", **context)
+        return render("index.html", **context)
 
     @app.get("/ui/items")
     def items_fragment() -> str:
         view, tag, filters = view_filters()
-        return html("_items.html", **page(view, tag, filters, bottle.request.query.get("cursor")))
+        return render("_list.html", **page(view, tag, filters, bottle.request.query.get("cursor")))
 
     @app.get("/ui/items/<item_id:id>")
     def item_fragment(item_id: int) -> str:
-        return html("_item.html", item=s.items.get(item_id))
+        return render("_item.html", item=s.items.get(item_id))
+
+    @app.get("/ui/views")
+    def views_fragment() -> str:
+        q = bottle.request.query
+        return html("_views.html", view=q.get("view") or "all", query="", tag=None, **sidebar())
 
     @app.get("/ui/search")
     def search_fragment() -> str:
         q = bottle.request.query
         query = q.getunicode("q") or ""
         result = s.search.search(query, limit=PAGE_SIZE, cursor=q.get("cursor"))
-        return html("_search.html", search=result, query=query)
+        return render("_search.html", search=result, query=query)
 
     @app.get("/ui/tags")
     def tags_fragment() -> str:
