@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from . import recurrence
+from . import checklist, recurrence
 from . import tags as tags_service
 from .attachments import Attachments
 from .db import Database, now_iso
 from .errors import AppError, invalid, not_found
 from .localtime import user_today
+from .markdown import parse as parse_markdown
 from .validation import (
     choice,
     clean_text,
@@ -262,6 +263,22 @@ class Items:
             _check_task(now)
             if now["status"] == "done" and row["status"] != "done":
                 _next_occurrence(conn, now)
+            return self._get(conn, item_id)
+
+    def tick(self, item_id: int, data: Any) -> dict[str, Any]:
+        """Tick or untick one checklist box in the body (checklist.py)."""
+        if not isinstance(data, dict) or set(data) - {"index", "done", "fingerprint"}:
+            raise invalid("index", "send index, done and fingerprint")
+        with self.db.write() as conn:
+            row = conn.execute("SELECT body FROM items WHERE id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise not_found("item")
+            body = row["body"]
+            new_body = checklist.set_box(body, parse_markdown(body), data.get("index"),
+                                         data.get("done"), data.get("fingerprint"))
+            if new_body != body:
+                conn.execute("UPDATE items SET body = ?, updated = ? WHERE id = ?",
+                             (new_body, now_iso(), item_id))
             return self._get(conn, item_id)
 
     def delete(self, item_id: int) -> None:

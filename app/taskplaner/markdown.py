@@ -11,7 +11,7 @@ rendered: ``PREVIEW_CHARS`` for a card in a list (the card shows its first 16rem
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -24,7 +24,16 @@ def _md() -> MarkdownIt:
 
     # maxNesting 20 (CommonMark's preset: 100) bounds how far a run of "[" or "![" is re-scanned
     # for a link label: 4,000 characters of "![" render in ~90 ms instead of ~410 ms.
-    return MarkdownIt("commonmark", {"html": False, "maxNesting": 20}).enable(["table", "strikethrough"])
+    from .checklist import render_rule
+
+    md = MarkdownIt("commonmark", {"html": False, "maxNesting": 20}).enable(["table", "strikethrough"])
+    md.core.ruler.push("checklist", render_rule)
+    return md
+
+
+def parse(text: str) -> list[Any]:
+    """markdown-it's tokens for ``text`` (checklist.py finds the boxes in them)."""
+    return _md().parse(text)
 
 TAGS = {
     "p",
@@ -54,6 +63,7 @@ TAGS = {
     "tr",
     "th",
     "td",
+    "input",
 }
 ATTRIBUTES = {
     "a": {"href", "title"},
@@ -61,6 +71,7 @@ ATTRIBUTES = {
     "ol": {"start"},
     "th": {"align"},
     "td": {"align"},
+    "input": {"type", "checked", "disabled", "data-check"},  # checklists (checklist.py)
 }
 BLOB_PREFIX = "/api/v1/blobs/"
 PREVIEW_CHARS = 4_000
@@ -70,18 +81,21 @@ MAX_RENDER_CHARS = 100_000
 def _only_own_images(tag: str, attribute: str, value: str) -> str | None:
     if tag == "img" and attribute == "src" and not value.startswith(BLOB_PREFIX):
         return None
+    if tag == "input" and attribute == "type" and value != "checkbox":
+        return None
     return value
 
 
-def render(text: str, max_chars: int = MAX_RENDER_CHARS) -> str:
+def render(text: str, max_chars: int = MAX_RENDER_CHARS, checkable: bool = False) -> str:
     """Safe HTML for the first ``max_chars`` characters (cut at a line end), with a note
-    when more was left out."""
+    when more was left out. ``checkable``: checklist boxes can be ticked (a card, not the
+    editor's preview)."""
     rest = ""
     if len(text) > max_chars:
         cut = text.rfind("\n", 0, max_chars)
         text = text[: cut if cut > max_chars // 2 else max_chars]
         rest = f'<p class="truncated">… (the first {len(text):,} characters are shown)</p>'
-    return _clean(_md().render(text)) + rest
+    return _clean(_md().render(text, {"checkable": checkable})) + rest
 
 
 def _clean(html: str) -> str:

@@ -188,6 +188,16 @@ def document() -> dict[str, Any]:
             "delete": _op("Delete an item and its attachments", NO_CONTENT, params=[ID],
                           errors=(403, 404)),
         },
+        "/api/v1/items/{id}/checklist": {"post": _op(
+            "Tick or untick a checklist box (- [ ]) of the body; 409 if that box changed",
+            {"200": _json(_ref("Item"), "Item")}, params=[ID],
+            body={JSON: {"schema": {"type": "object", "required": ["index", "done", "fingerprint"],
+                                    "additionalProperties": False, "properties": {
+                                        "index": {"type": "integer", "minimum": 0},
+                                        "done": {"type": "boolean"},
+                                        "fingerprint": {"type": "string", "description":
+                                                        "from the box's data-check"}}}}},
+            errors=(400, 403, 404, 409, 413, 415, 422))},
         "/api/v1/items/{id}/attachments": {"post": _op(
             "Attach an image (JPEG, PNG, GIF, WebP)", {"201": _json(_ref("Attachment"), "Stored")},
             params=[ID], body=FILE_UPLOAD, errors=(400, 403, 404, 413, 415, 422, 429))},

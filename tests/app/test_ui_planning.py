@@ -168,3 +168,27 @@ def test_the_calendar_feed_is_turned_on_and_off_in_settings(page, server):
     page.get_by_role("button", name="Turn off").click()
     expect(page.locator("#feed-state")).to_have_text("The feed is off.")
     assert requests.get(url.input_value() or feed.url, timeout=10).status_code == 404
+
+
+def test_checklist_boxes_tick_in_the_card_and_a_stale_one_is_refused(page, server):
+    client = server.login()
+    note = client.post(server.url("/api/v1/items"), json={
+        "title": "Packing", "body": "- [ ] passport\n- [ ] charger\n- [x] tickets"}).json()
+    login(page)
+    boxes = page.locator(f"#item-{note['id']} .body input[type=checkbox]")
+    expect(boxes).to_have_count(3)
+    boxes.nth(1).check()
+    for _ in range(50):
+        if "- [x] charger" in client.get(server.url(f"/api/v1/items/{note['id']}")).json()["body"]:
+            break
+        page.wait_for_timeout(100)
+    assert client.get(server.url(f"/api/v1/items/{note['id']}")).json()["body"] == (
+        "- [ ] passport\n- [x] charger\n- [x] tickets")
+    shot(page, "checklist-light")
+    # another device renames the first box: ticking the stale one is refused and the card reloads
+    client.patch(server.url(f"/api/v1/items/{note['id']}"),
+                 json={"body": "- [ ] passport and visa\n- [x] charger\n- [x] tickets"})
+    boxes.nth(0).check()
+    expect(page.locator(".toast.error")).to_contain_text("changed meanwhile")
+    expect(page.locator(f"#item-{note['id']} .body")).to_contain_text("passport and visa")
+    expect(page.locator(f"#item-{note['id']} .body input[type=checkbox]").nth(0)).not_to_be_checked()

@@ -206,6 +206,7 @@ function setupList() {
   });
   items.addEventListener("change", (event) => {
     if (event.target.matches("input.tick")) toggleTask(event.target);
+    if (event.target.matches(".body input[data-check]")) tickBox(event.target);
   });
   window.addEventListener("popstate", (event) => {
     if (!event.state) return;
@@ -234,6 +235,19 @@ async function toggleTask(box) {
     box.checked = !box.checked;
     card.classList.replace(`status-${status}`, `status-${previous}`);
     toast(`Could not update the task: ${err.message}`, { kind: "error" });
+  }
+}
+
+// A checklist box in a note: the server ticks it only if that box is still the one shown.
+async function tickBox(box) {
+  const card = box.closest("li.item");
+  const [index, fingerprint] = box.dataset.check.split(":");
+  try {
+    await api.post(`/api/v1/items/${card.dataset.id}/checklist`, { index: Number(index), done: box.checked, fingerprint });
+  } catch (err) {
+    box.checked = !box.checked;
+    toast(err.status === 409 ? "The note changed meanwhile; it is shown as it is now." : `Could not tick: ${err.message}`, { kind: "error" });
+    if (err.status === 409) await refreshItem(card.dataset.id);
   }
 }
 

@@ -40,6 +40,10 @@ def register(app: bottle.Bottle, s: Services) -> None:
     def update_item(item_id: int) -> dict[str, Any]:
         return s.items.update(item_id, json_body(settings.max_json_bytes))
 
+    @app.post("/api/v1/items/<item_id:id>/checklist", body="json")
+    def tick_box(item_id: int) -> dict[str, Any]:
+        return s.items.tick(item_id, json_body(settings.max_json_bytes))
+
     @app.delete("/api/v1/items/<item_id:id>")
     def delete_item(item_id: int) -> str:
         s.items.delete(item_id)

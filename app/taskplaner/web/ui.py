@@ -53,7 +53,8 @@ def _templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     # render_markdown's output went through nh3's allowlist: it is safe to insert as HTML
-    env.filters["markdown"] = lambda text: Markup(render_markdown(text or "", PREVIEW_CHARS))  # noqa: S704
+    env.filters["markdown"] = lambda text: Markup(  # noqa: S704
+        render_markdown(text or "", PREVIEW_CHARS, checkable=True))
     env.filters["repeat_words"] = describe_rule
     return env
 
