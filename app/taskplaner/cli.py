@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import backup, logs
+from . import backup, logs, markdown_folder
 from .config import ConfigError, Settings, from_env
 from .db import integrity_problems, merge_search_index, rebuild_search_index, release_free_pages
 from .errors import AppError
@@ -112,6 +112,21 @@ def _restore(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_markdown(services: Services, args: argparse.Namespace) -> int:
+    markdown_folder.write_export(services, Path(args.path))
+    print(f"wrote {args.path}", file=sys.stderr)
+    return 0
+
+
+def _import_markdown(services: Services, args: argparse.Namespace) -> int:
+    report = markdown_folder.import_path(services, Path(args.path))
+    for entry in report["skipped"]:
+        print(f"skipped {entry['file']}: {entry['reason']}", file=sys.stderr)
+    counts = report["counts"]
+    print(f"imported {counts['imported']} notes, skipped {counts['skipped']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taskplaner",
@@ -137,8 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--grace", type=int, default=600,
                     help="only remove files older than this many seconds (default 600)")
     gc.set_defaults(func=_gc)
-    for name, func, text in (("backup", _backup, "write an export archive to PATH"),
-                             ("restore", _restore, "replace all data with the archive at PATH")):
+    for name, func, text in (
+        ("backup", _backup, "write an export archive to PATH"),
+        ("restore", _restore, "replace all data with the archive at PATH"),
+        ("export-markdown", _export_markdown, "write every item as Markdown files into the zip PATH"),
+        ("import-markdown", _import_markdown,
+         "add the Markdown files of the folder or zip PATH (Obsidian, flatnotes, an export)"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("path")
         cmd.set_defaults(func=func)

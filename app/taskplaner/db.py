@@ -153,6 +153,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX items_pinned ON items (pinned, id);
     CREATE INDEX items_open_due ON items (due) WHERE status = 'open';
     """,
+    # 6: which Markdown files were imported (by SHA-256), so importing them again adds nothing;
+    # deleting the item forgets the file, so it can be brought back
+    """
+    CREATE TABLE imported_files (
+      fingerprint TEXT PRIMARY KEY,
+      item_id     INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX imported_files_item ON imported_files (item_id);
+    """,
 ]
 
 FTS_TABLES = ("items_fts", "items_trigram")

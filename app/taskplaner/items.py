@@ -165,10 +165,13 @@ class Items:
         self.attachments = attachments
         self.limits = limits
 
-    def create(self, data: Any) -> dict[str, Any]:
+    def create(self, data: Any, stamps: tuple[str, str] | None = None) -> dict[str, Any]:
+        """A new item; ``stamps`` (created, updated) keep an imported note's own times."""
         fields = _validated(data, self.limits, partial=False)
         fields.update(_task_fields(fields, None))
         fields.update(_completion(fields, None))
+        if stamps is not None:
+            fields["created"], fields["updated"] = stamps
         tag_names = fields.pop("tags", [])
         with self.db.write() as conn:
             row = _insert(conn, fields, tag_names)

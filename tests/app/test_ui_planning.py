@@ -192,3 +192,28 @@ def test_checklist_boxes_tick_in_the_card_and_a_stale_one_is_refused(page, serve
     expect(page.locator(".toast.error")).to_contain_text("changed meanwhile")
     expect(page.locator(f"#item-{note['id']} .body")).to_contain_text("passport and visa")
     expect(page.locator(f"#item-{note['id']} .body input[type=checkbox]").nth(0)).not_to_be_checked()
+
+
+def test_markdown_export_and_import_from_settings(page, server, tmp_path):
+    client = server.login()
+    client.post(server.url("/api/v1/items"), json={"title": "Recipe", "body": "flour #baking"})
+    login(page)
+    page.get_by_role("button", name="Settings").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export as Markdown").click()
+    exported = tmp_path / "notes.zip"
+    download.value.save_as(exported)
+    import zipfile
+
+    assert zipfile.ZipFile(exported).namelist() == ["Recipe.md"]
+    vault = tmp_path / "vault.zip"
+    with zipfile.ZipFile(vault, "w") as z:
+        z.writestr("Ideas.md", "# Garden ideas\n\nraised beds #garden\n")
+        z.writestr("bad.md", b"\xff\xfe")
+    page.locator("#import-markdown").set_input_files(str(vault))
+    expect(page.locator("#import-report")).to_contain_text("Imported 1 note, skipped 1.")
+    expect(page.locator("#import-report li")).to_have_text(["bad.md: not UTF-8 text"])
+    shot(page, "settings-import-light")
+    page.keyboard.press("Escape")
+    expect(page.locator("li.item .item-title").first).to_have_text("Garden ideas")
+    expect(page.locator("#tags a[data-tag='garden']")).to_be_visible()

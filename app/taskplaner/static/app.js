@@ -600,6 +600,28 @@ function setupSettings() {
     try { await api.del("/api/v1/calendar-feed"); show(false); toast("Calendar feed turned off."); }
     catch (err) { toast(err.message, { kind: "error" }); }
   });
+  $("#import-markdown").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    event.target.value = "";
+    if (!file) return;
+    const out = $("#import-report");
+    out.textContent = `Importing ${file.name}…`;
+    try {
+      const res = await fetch("/api/v1/import/markdown", { method: "POST", body: file, credentials: "same-origin",
+        headers: { "Content-Type": "application/zip", "X-CSRF-Token": csrf(), Accept: "application/json" } });
+      const report = await res.json();
+      if (!res.ok) throw new Error(report.error ? report.error.message : `import failed (${res.status})`);
+      const { imported, skipped } = report.counts;
+      out.textContent = `Imported ${imported} ${imported === 1 ? "note" : "notes"}, skipped ${skipped}.`;
+      if (report.skipped.length) {
+        const why = document.createElement("ul");
+        for (const s of report.skipped.slice(0, 20)) { const li = document.createElement("li"); li.textContent = `${s.file}: ${s.reason}`; why.append(li); }
+        out.append(why);
+      }
+      await reloadList();
+      refreshTags();
+    } catch (err) { out.textContent = `Not imported: ${err.message}`; }
+  });
   $("#feed-copy").addEventListener("click", async () => {
     $("#feed-url").select();
     try { await navigator.clipboard.writeText($("#feed-url").value); toast("Address copied."); }

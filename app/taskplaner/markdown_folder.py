@@ -1,0 +1,427 @@
+"""Notes you can take with you: a folder of Markdown files, as a zip, out and back in.
+
+Export: one ``.md`` file per item, named after its title, with YAML front matter (id, type,
+title, status, due, due_time, priority, repeat, repeat_from, pinned, tags, created, updated,
+attachments), and each attachment beside it under ``files/`` named by its SHA-256. The body's
+links to the app's images point at those files, so the folder reads well in any Markdown editor.
+
+Import: the same shape, or any folder of ``.md`` files (Obsidian, flatnotes): the title comes
+from the front matter, else the first ``# heading`` (taken out of the body), else the file name;
+tags from the front matter and the ``#tags`` in the text; images linked with a relative path
+(``![](files/x.png)``) that are in the archive become attachments. Each file is one item in its
+own transaction, and nothing else changes: importing adds, it never replaces.
+
+A second import of the same files adds nothing: a file's SHA-256 is remembered with the item it
+made, and a file exported from this app whose item is still here (same id and created time) is
+skipped. The report says what was imported and what was skipped, and why.
+
+A stranger cannot reach this (it needs a login), but an archive is still untrusted input: sizes
+are checked from the zip's directory and again while reading, at most ``MAX_FILES`` members are
+looked at, front matter is parsed with YAML's safe loader and at most ``MAX_FRONT_MATTER`` bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import posixpath
+import re
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .blobs import CHUNK
+from .errors import AppError
+from .quickadd import TAG_RE
+from .services import Services
+from .validation import TAG_RE as VALID_TAG
+
+MAX_FILES = 20_000
+MAX_FRONT_MATTER = 16 * 1024
+MAX_REPORTED = 1_000
+FILES_DIR = "files"
+BLOB_LINK = re.compile(r"/api/v1/blobs/([0-9a-f]{64})")
+IMAGE_LINK = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)\)")
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.DOTALL | re.MULTILINE)
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|#^\[\]]+')
+MIME_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+_FIELDS = ("type", "title", "status", "due", "due_time", "priority", "repeat", "repeat_from",
+           "pinned")
+
+
+# --- export ---------------------------------------------------------------------------------
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable file collecting what zipfile writes, for a streaming reply."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.chunks.append(bytes(b))
+        return len(b)
+
+    def take(self) -> bytes:
+        data, self.chunks = b"".join(self.chunks), []
+        return data
+
+
+def file_name(title: str, item_id: int, taken: set[str]) -> str:
+    """A file name from the title, safe on every system, unique in the folder."""
+    stem = " ".join(_UNSAFE_NAME.sub(" ", title).split()).strip(". ")[:80] or f"item {item_id}"
+    name = f"{stem}.md"
+    if name.casefold() in taken:
+        name = f"{stem} ({item_id}).md"
+    taken.add(name.casefold())
+    return name
+
+
+def _front_matter(item: dict[str, Any], attachments: list[dict[str, Any]]) -> str:
+    import yaml
+
+    fields: dict[str, Any] = {"id": item["id"], "type": item["type"], "title": item["title"]}
+    if item["type"] == "task":
+        fields.update({k: item[k] for k in ("status", "due", "due_time", "priority", "repeat",
+                                            "repeat_from") if item[k] not in (None, 0, "")})
+        if fields.get("repeat_from") == "due":
+            del fields["repeat_from"]
+    if item["pinned"]:
+        fields["pinned"] = True
+    if item["tags_text"]:
+        fields["tags"] = item["tags_text"].split()
+    fields.update(created=item["created"], updated=item["updated"])
+    if attachments:
+        fields["attachments"] = [{"file": a["file"], "name": a["filename"]} for a in attachments]
+    return "---\n" + yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def export_stream(services: Services) -> Iterator[bytes]:
+    """Yield the zip in chunks; the items are read in one snapshot, blobs stay pinned."""
+    sink = _Sink()
+    with services.attachments.pinned(), services.db.snapshot() as conn, \
+            zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+        attached: dict[int, list[dict[str, Any]]] = {}
+        files: dict[str, str] = {}  # digest → file path in the archive
+        for row in conn.execute("SELECT * FROM attachments ORDER BY id"):
+            path = f"{FILES_DIR}/{row['hash']}{MIME_EXT.get(row['mime'], '')}"
+            files[row["hash"]] = path
+            attached.setdefault(row["item_id"], []).append({**dict(row), "file": path})
+        for digest, path in files.items():
+            archive.write(services.blobs.path_for(digest), path)
+            yield sink.take()
+        taken: set[str] = set()
+        for row in conn.execute("SELECT * FROM items ORDER BY id"):
+            item = dict(row)
+            body = BLOB_LINK.sub(lambda m: files.get(m[1], m[0]), item["body"])
+            # the body exactly as stored, so that importing it gives it back unchanged
+            text = _front_matter(item, attached.get(item["id"], [])) + body
+            archive.writestr(file_name(item["title"] or body[:40], item["id"], taken), text)
+            yield sink.take()
+    yield sink.take()
+
+
+def write_export(services: Services, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as fh:
+        for chunk in export_stream(services):
+            fh.write(chunk)
+    tmp.replace(path)
+
+
+# --- import ---------------------------------------------------------------------------------
+class _Source:
+    """The files of a zip or a folder, by relative path, read with a size bound."""
+
+    def __init__(self, members: dict[str, tuple[int, Any]]) -> None:
+        self.members = members  # path → (size, opener)
+
+    @classmethod
+    def of_zip(cls, archive: zipfile.ZipFile) -> _Source:
+        members: dict[str, tuple[int, Any]] = {}
+        for info in archive.infolist()[:MAX_FILES]:
+            if not info.is_dir():
+                members[_clean_path(info.filename)] = (
+                    info.file_size, lambda info=info: archive.open(info))
+        return cls(members)
+
+    @classmethod
+    def of_folder(cls, root: Path) -> _Source:
+        members: dict[str, tuple[int, Any]] = {}
+        for path in sorted(root.rglob("*"))[:MAX_FILES]:
+            if path.is_file() and not path.is_symlink():
+                rel = path.relative_to(root).as_posix()
+                members[_clean_path(rel)] = (path.stat().st_size, lambda p=path: p.open("rb"))
+        return cls(members)
+
+    def read(self, path: str, limit: int) -> bytes | None:
+        """The file's bytes, or None when it is larger than ``limit``."""
+        size, opener = self.members[path]
+        if size > limit:
+            return None
+        with opener() as fh:
+            data: bytes = fh.read(limit + 1)
+        return None if len(data) > limit else data
+
+
+def _clean_path(name: str) -> str:
+    return posixpath.normpath("/" + name.replace("\\", "/")).lstrip("/")
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in path.split("/"))
+
+
+class _Importer:
+    def __init__(self, services: Services, source: _Source) -> None:
+        self.services = services
+        self.source = source
+        self.imported: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        limits = services.items.limits
+        self.max_file_bytes = (limits.max_title_chars + limits.max_body_chars) * 4 + MAX_FRONT_MATTER
+
+    def run(self) -> dict[str, Any]:
+        for path in sorted(self.source.members):
+            if _hidden(path) or not path.lower().endswith((".md", ".markdown")):
+                continue
+            try:
+                self._one(path)
+            except AppError as exc:
+                self._skip(path, exc.message)
+        return {
+            "counts": {"imported": len(self.imported), "skipped": len(self.skipped)},
+            "imported": self.imported[:MAX_REPORTED],
+            "skipped": self.skipped[:MAX_REPORTED],
+        }
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.skipped.append({"file": path, "reason": reason})
+
+    def _one(self, path: str) -> None:
+        raw = self.source.read(path, self.max_file_bytes)
+        if raw is None:
+            return self._skip(path, "larger than a note can be")
+        fingerprint = hashlib.sha256(raw).hexdigest()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return self._skip(path, "not UTF-8 text")
+        meta, body = _split_front_matter(text)
+        db = self.services.db
+        with db.snapshot() as conn:
+            seen = conn.execute("SELECT item_id FROM imported_files WHERE fingerprint = ?",
+                                (fingerprint,)).fetchone()
+            same = _same_item(conn, meta)
+        if seen is not None:
+            return self._skip(path, f"already imported (item {seen[0]})")
+        if same is not None:
+            return self._skip(path, f"already here (item {same})")
+        fields, stamps = _fields(meta, body, path)
+        if not fields.get("title") and not fields.get("body"):
+            return self._skip(path, "empty")
+        images = _local_images(fields.get("body", ""), path, self.source)
+        declared = _declared_attachments(meta, path, self.source)
+        item = self.services.items.create(fields, stamps=stamps)
+        notes = self._attach(item["id"], images, declared)
+        if stamps is not None:  # attaching touched it; it keeps the time it was last changed
+            with db.write() as conn:
+                conn.execute("UPDATE items SET updated = ? WHERE id = ?", (stamps[1], item["id"]))
+        with db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO imported_files (fingerprint, item_id) VALUES (?, ?)",
+                         (fingerprint, item["id"]))
+        entry = {"file": path, "id": item["id"], "title": item["title"]}
+        if notes:
+            entry["attachments_skipped"] = "; ".join(notes)
+        self.imported.append(entry)
+        return None
+
+    def _attach(self, item_id: int, images: dict[str, str], declared: dict[str, str]) -> list[str]:
+        """Attach the images the note links to or its front matter lists (archive path → file
+        name), and point the links at them."""
+        links: dict[str, str] = {}
+        urls: dict[str, str] = {}  # archive path → the attachment's URL
+        notes = []
+        wanted = {**declared, **{p: declared.get(p, posixpath.basename(p)) for p in images.values()}}
+        for archived, name in wanted.items():
+            data = self.source.read(archived, self.services.settings.max_upload_bytes)
+            if data is None:
+                notes.append(f"{archived}: larger than an upload may be")
+                continue
+            try:
+                urls[archived] = self.services.attachments.add(item_id, name, io.BytesIO(data))["url"]
+            except AppError as exc:
+                notes.append(f"{archived}: {exc.message}")
+        links = {target: urls[archived] for target, archived in images.items() if archived in urls}
+        if links:
+            item = self.services.items.get(item_id)
+            body = IMAGE_LINK.sub(
+                lambda m: f"![{m[1]}]({links.get(m[2], m[2])})", item["body"])
+            self.services.items.update(item_id, {"body": body})
+        return notes
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    import yaml
+
+    m = FRONT_MATTER.match(text)
+    if m is None or len(m[1]) > MAX_FRONT_MATTER:
+        return {}, text
+    try:
+        meta = yaml.safe_load(m[1])
+    except yaml.YAMLError as exc:
+        raise AppError(422, "invalid", f"the front matter is not YAML: {str(exc)[:80]}") from None
+    if not isinstance(meta, dict):
+        return {}, text
+    return meta, text[m.end():]
+
+
+def _same_item(conn: Any, meta: dict[str, Any]) -> int | None:
+    """The item this file was exported from, when it is still here unchanged in identity."""
+    item_id, created = meta.get("id"), meta.get("created")
+    if not isinstance(item_id, int) or isinstance(item_id, bool) or not isinstance(created, str):
+        return None
+    row = conn.execute("SELECT id FROM items WHERE id = ? AND created = ?",
+                       (item_id, created)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _as_text(value: Any) -> Any:
+    """YAML reads 2027-01-15 as a date; the app's fields are text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _fields(meta: dict[str, Any], body: str, path: str) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    fields = {name: _as_text(meta[name]) for name in _FIELDS if name in meta and meta[name] is not None}
+    if "type" not in fields:
+        fields["type"] = "task" if {"status", "due"} & set(fields) else "note"
+    if fields["type"] != "task":
+        fields = {k: v for k, v in fields.items() if k in ("type", "title", "pinned")}
+    if "due_time" in fields and isinstance(fields["due_time"], int):  # YAML 1.1 reads 9:30 as 570
+        minutes = fields["due_time"]
+        fields["due_time"] = f"{minutes // 60:02d}:{minutes % 60:02d}"
+    if "title" in fields:  # given, even empty (an export of a note without a title)
+        if isinstance(fields["title"], (int, float)):  # YAML reads "title: 2027" as a number
+            fields["title"] = str(fields["title"])
+    else:
+        body = body.lstrip("\r\n")
+        heading = re.match(r"#[ \t]+(.+?)[ \t#]*(?:\r?\n|$)", body)
+        if heading:
+            fields["title"], body = heading[1].strip(), body[heading.end():].lstrip("\r\n")
+        else:
+            fields["title"] = posixpath.splitext(posixpath.basename(path))[0]
+    fields["body"] = body
+    fields["tags"] = _tags(meta.get("tags"), body)
+    created, updated = _as_text(meta.get("created")), _as_text(meta.get("updated"))
+    stamps = (created, updated if isinstance(updated, str) else created) if isinstance(
+        created, str) and len(created) <= 40 else None
+    return fields, stamps
+
+
+def _tags(declared: Any, body: str) -> list[str]:
+    if isinstance(declared, str):
+        declared = re.split(r"[,\s]+", declared)
+    # scalars only: a YAML alias can make a list of lists that would take ages to print
+    names = [str(t).strip().lstrip("#") for t in declared[:200] if isinstance(t, (str, int))
+             ] if isinstance(declared, list) else []
+    names += [m[1] for m in TAG_RE.finditer(FENCE.sub("", body))]
+    valid: dict[str, str] = {}
+    for name in names:
+        if VALID_TAG.match(name):
+            valid.setdefault(name.casefold(), name)
+    return list(valid.values())[:50]
+
+
+def _declared_attachments(meta: dict[str, Any], path: str, source: _Source) -> dict[str, str]:
+    """The front matter's attachments (as this app exports them): archive path → file name."""
+    found: dict[str, str] = {}
+    listed = meta.get("attachments")
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            continue
+        archived = _in_archive(entry["file"], path, source)
+        if archived is not None:
+            name = entry.get("name")
+            found[archived] = name if isinstance(name, str) else posixpath.basename(archived)
+    return found
+
+
+def _in_archive(target: str, path: str, source: _Source) -> str | None:
+    """The archive path a relative link from the file at ``path`` names, if it is there."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:|^/|^#", target, re.IGNORECASE):
+        return None
+    folder = posixpath.dirname(path)
+    for candidate in (_clean_path(posixpath.join(folder, target)), _clean_path(target)):
+        if candidate in source.members:
+            return candidate
+    return None
+
+
+def _local_images(body: str, path: str, source: _Source) -> dict[str, str]:
+    """Link target as written → the archive path of an image the note links to."""
+    found: dict[str, str] = {}
+    for m in IMAGE_LINK.finditer(body):
+        if (archived := _in_archive(m[2], path, source)) is not None:
+            found[m[2]] = archived
+    return found
+
+
+def import_archive(services: Services, stream: IO[bytes]) -> dict[str, Any]:
+    """Add the Markdown files of a zip read from ``stream``; return the report."""
+    if not services.transfer_lock.acquire(blocking=False):
+        raise AppError(429, "busy", "an import is already running", headers={"Retry-After": "10"})
+    try:
+        with tempfile.TemporaryFile(dir=services.settings.tmp_dir) as spool:
+            while chunk := stream.read(CHUNK):
+                spool.write(chunk)
+            spool.seek(0)
+            try:
+                archive = zipfile.ZipFile(spool)
+            except (zipfile.BadZipFile, OSError, ValueError):
+                raise AppError(400, "bad_archive", "the file is not a zip of Markdown files") from None
+            with archive:
+                try:
+                    return _Importer(services, _Source.of_zip(archive)).run()
+                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+                    raise AppError(400, "bad_archive", f"the zip is damaged: {str(exc)[:80]}") from None
+    finally:
+        services.transfer_lock.release()
+
+
+def import_path(services: Services, path: Path) -> dict[str, Any]:
+    """Add the Markdown files of a folder or a zip file (the CLI)."""
+    if path.is_dir():
+        with _locked(services):
+            return _Importer(services, _Source.of_folder(path)).run()
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise AppError(400, "unreadable", f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        return import_archive(services, fh)
+
+
+@contextlib.contextmanager
+def _locked(services: Services) -> Iterator[None]:
+    if not services.transfer_lock.acquire(blocking=False):
+        raise AppError(429, "busy", "an import is already running")
+    try:
+        yield
+    finally:
+        services.transfer_lock.release()
+
+
+def export_name() -> str:
+    return f"taskplaner-markdown-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.zip"
+
