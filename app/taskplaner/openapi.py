@@ -265,6 +265,22 @@ def document() -> dict[str, Any]:
         "/api/v1/export": {"get": _op("Download all data as tar.gz", {"200": {
             "description": "The archive",
             "content": {"application/gzip": {"schema": {"type": "string"}}}}})},
+        "/api/v1/export/markdown": {"get": _op(
+            "Download every item as a Markdown file (YAML front matter) with its images, zipped",
+            {"200": {"description": "The zip",
+                     "content": {"application/zip": {"schema": {"type": "string"}}}}})},
+        "/api/v1/import/markdown": {"post": _op(
+            "Add the Markdown files of a zip (an export, an Obsidian or flatnotes folder);"
+            " files imported before are skipped",
+            {"200": _json({"type": "object", "properties": {
+                "counts": {"type": "object"},
+                "imported": {"type": "array", "items": {"type": "object"}},
+                "skipped": {"type": "array", "items": {"type": "object", "properties": {
+                    "file": TEXT, "reason": TEXT}}}}}, "What was imported and skipped")},
+            body={"application/zip": {"schema": {"type": "string",
+                                                 "contentMediaType": "application/zip"}},
+                  **FILE_UPLOAD},
+            errors=(400, 403, 413, 415, 429))},
         "/api/v1/import": {"post": _op(
             "Replace all data with an export archive",
             {"200": _json({"type": "object"}, "Imported")},

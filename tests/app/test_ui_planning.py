@@ -217,3 +217,27 @@ def test_markdown_export_and_import_from_settings(page, server, tmp_path):
     page.keyboard.press("Escape")
     expect(page.locator("li.item .item-title").first).to_have_text("Garden ideas")
     expect(page.locator("#tags a[data-tag='garden']")).to_be_visible()
+
+
+def test_planning_screens_in_the_dark(browser, server):
+    client = server.login()
+    client.post(server.url("/api/v1/items"), json={
+        "title": "Packing", "body": "- [ ] passport\n- [x] charger", "pinned": True})
+    client.post(server.url("/api/v1/items"), json={"type": "task", "title": "Pay rent",
+                                                    "due": zone_day(-1), "repeat": "FREQ=MONTHLY"})
+    page, watched = open_page(browser, server, color_scheme="dark", timezone_id=ZONE)
+    login(page)
+    type_into_capture(page, "Call Ana tomorrow at 5pm !2 every week")
+    expect(page.locator("#capture-parts li.part")).to_have_count(4)
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(23, 24, 27)"
+    shot(page, "quick-add-dark")
+    page.locator("#capture-text").press("Enter")
+    expect(page.locator("#capture-parts li.part")).to_have_count(0)
+    expect(page.locator("li.item .item-title")).to_have_text(["Packing", "Call Ana", "Pay rent"])
+    shot(page, "list-planning-dark")
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.locator("#feed-url")).to_have_value(re.compile(r"\.ics$"))
+    shot(page, "settings-dark")
+    watched.check()
+    page.context.close()

@@ -170,7 +170,10 @@ function observeMore() { const more = $("li.more", list()); if (more && moreObse
 async function refreshItem(id) {
   const html = await api.get(`/ui/items/${id}`);
   const old = $(`#item-${id}`);
-  if (old) old.outerHTML = html; else list().insertAdjacentHTML("afterbegin", html);
+  const pinned = $$("li.item.pinned", list()).pop(); // a new item goes below the pinned ones
+  if (old) old.outerHTML = html;
+  else if (pinned) pinned.insertAdjacentHTML("afterend", html);
+  else list().insertAdjacentHTML("afterbegin", html);
   $(".empty", list())?.remove();
 }
 
