@@ -60,7 +60,7 @@ def _bad(message: str) -> AppError:
 
 
 # --- export -----------------------------------------------------------------------------------
-class _ChunkSink:
+class ChunkSink:
     """A write-only file whose written bytes are collected for a streaming response."""
 
     def __init__(self) -> None:
@@ -73,6 +73,12 @@ class _ChunkSink:
     def take(self) -> bytes:
         data, self.chunks = b"".join(self.chunks), []
         return data
+
+    def flush(self) -> None:  # zipfile calls these; the chunks are taken by the response
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _item_json(row: sqlite3.Row) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def _add(tar: tarfile.TarFile, name: str, fh: IO[bytes], size: int) -> None:
 
 def export_stream(services: Services) -> Iterator[bytes]:
     """Yield the archive in chunks; blobs stay pinned until the generator finishes."""
-    sink = _ChunkSink()
+    sink = ChunkSink()
     tmp = services.settings.tmp_dir
     with services.attachments.pinned(), tempfile.TemporaryFile(dir=tmp) as attachments, \
             tempfile.TemporaryFile(dir=tmp) as items:
@@ -129,9 +135,14 @@ def export_stream(services: Services) -> Iterator[bytes]:
 
 
 def write_export(services: Services, path: Path) -> None:
+    write_file(export_stream(services), path)
+
+
+def write_file(chunks: Iterable[bytes], path: Path) -> None:
+    """Write a streamed export to ``path``, which appears only once it is complete."""
     tmp = path.with_name(path.name + ".part")
     with tmp.open("wb") as fh:
-        for chunk in export_stream(services):
+        for chunk in chunks:
             fh.write(chunk)
     tmp.replace(path)
 
@@ -361,26 +372,28 @@ class _Import:
 
 def import_archive(services: Services, stream: IO[bytes]) -> dict[str, int]:
     """Replace all data with the archive's. Nothing changes unless the whole archive is valid."""
-    if not services.transfer_lock.acquire(blocking=False):
-        raise AppError(429, "busy", "an import is already running", headers={"Retry-After": "10"})
     job: _Import | None = None
+    with services.transfer():
+        try:
+            with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+                job = _Import(services, tar)
+                return job.run()
+        except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError, ValueError):
+            raise _bad("the file is not a TaskPlaner export (tar.gz)") from None
+        finally:
+            if job is not None:
+                for tmp in job.staged.values():
+                    tmp.unlink(missing_ok=True)
+
+
+def open_input(path: Path) -> IO[bytes]:
+    """A file the command line was given to import, or a clear error."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|gz") as tar:
-            job = _Import(services, tar)
-            return job.run()
-    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError, ValueError):
-        raise _bad("the file is not a TaskPlaner export (tar.gz)") from None
-    finally:
-        if job is not None:
-            for tmp in job.staged.values():
-                tmp.unlink(missing_ok=True)
-        services.transfer_lock.release()
+        return path.open("rb")
+    except OSError as exc:
+        raise AppError(400, "unreadable", f"cannot read {path}: {exc.strerror}") from None
 
 
 def read_import_file(services: Services, path: Path) -> dict[str, int]:
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise AppError(400, "unreadable", f"cannot read {path}: {exc.strerror}") from None
-    with fh:
+    with open_input(path) as fh:
         return import_archive(services, fh)

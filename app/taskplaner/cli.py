@@ -1,4 +1,5 @@
-"""``taskplaner`` command line: serve, set-password, token, reindex, optimize, check, gc, backup, restore."""
+"""``taskplaner`` command line: serve, set-password, token, reindex, optimize, check, gc, backup,
+restore, export-markdown, import-markdown."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import getpass
 import secrets
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from . import backup, logs, markdown_folder
@@ -99,22 +101,24 @@ def _gc(services: Services, args: argparse.Namespace) -> int:
     return 0
 
 
-def _backup(services: Services, args: argparse.Namespace) -> int:
-    backup.write_export(services, Path(args.path))
-    print(f"wrote {args.path}", file=sys.stderr)
-    return 0
+Command = Callable[[Services, argparse.Namespace], int]
+
+
+def _writer(write: Callable[[Services, Path], None]) -> Command:
+    """A command that writes an export (``write(services, path)``) to its PATH."""
+
+    def command(services: Services, args: argparse.Namespace) -> int:
+        write(services, Path(args.path))
+        print(f"wrote {args.path}", file=sys.stderr)
+        return 0
+
+    return command
 
 
 def _restore(services: Services, args: argparse.Namespace) -> int:
     counts = backup.read_import_file(services, Path(args.path))
     print(f"restored {counts['items']} items and {counts['attachments']} attachments",
           file=sys.stderr)
-    return 0
-
-
-def _export_markdown(services: Services, args: argparse.Namespace) -> int:
-    markdown_folder.write_export(services, Path(args.path))
-    print(f"wrote {args.path}", file=sys.stderr)
     return 0
 
 
@@ -153,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only remove files older than this many seconds (default 600)")
     gc.set_defaults(func=_gc)
     for name, func, text in (
-        ("backup", _backup, "write an export archive to PATH"),
+        ("backup", _writer(backup.write_export), "write an export archive to PATH"),
         ("restore", _restore, "replace all data with the archive at PATH"),
-        ("export-markdown", _export_markdown, "write every item as Markdown files into the zip PATH"),
+        ("export-markdown", _writer(markdown_folder.write_export),
+         "write every item as Markdown files into the zip PATH"),
         ("import-markdown", _import_markdown,
          "add the Markdown files of the folder or zip PATH (Obsidian, flatnotes, an export)"),
     ):

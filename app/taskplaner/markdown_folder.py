@@ -22,7 +22,6 @@ looked at, front matter is parsed with YAML's safe loader and at most ``MAX_FRON
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import posixpath
@@ -35,6 +34,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .backup import ChunkSink, open_input, write_file
 from .blobs import CHUNK
 from .errors import AppError
 from .quickadd import TAG_RE
@@ -56,24 +56,6 @@ _FIELDS = ("type", "title", "status", "due", "due_time", "priority", "repeat", "
 
 
 # --- export ---------------------------------------------------------------------------------
-class _Sink(io.RawIOBase):
-    """A write-only, unseekable file collecting what zipfile writes, for a streaming reply."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        self.chunks.append(bytes(b))
-        return len(b)
-
-    def take(self) -> bytes:
-        data, self.chunks = b"".join(self.chunks), []
-        return data
-
-
 def file_name(title: str, item_id: int, taken: set[str]) -> str:
     """A file name from the title, safe on every system, unique in the folder."""
     stem = " ".join(_UNSAFE_NAME.sub(" ", title).split()).strip(". ")[:80] or f"item {item_id}"
@@ -105,7 +87,7 @@ def _front_matter(item: dict[str, Any], attachments: list[dict[str, Any]]) -> st
 
 def export_stream(services: Services) -> Iterator[bytes]:
     """Yield the zip in chunks; the items are read in one snapshot, blobs stay pinned."""
-    sink = _Sink()
+    sink = ChunkSink()  # zipfile writes to an unseekable file with data descriptors
     with services.attachments.pinned(), services.db.snapshot() as conn, \
             zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
         attached: dict[int, list[dict[str, Any]]] = {}
@@ -129,11 +111,7 @@ def export_stream(services: Services) -> Iterator[bytes]:
 
 
 def write_export(services: Services, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as fh:
-        for chunk in export_stream(services):
-            fh.write(chunk)
-    tmp.replace(path)
+    write_file(export_stream(services), path)
 
 
 # --- import ---------------------------------------------------------------------------------
@@ -379,49 +357,29 @@ def _local_images(body: str, path: str, source: _Source) -> dict[str, str]:
 
 def import_archive(services: Services, stream: IO[bytes]) -> dict[str, Any]:
     """Add the Markdown files of a zip read from ``stream``; return the report."""
-    if not services.transfer_lock.acquire(blocking=False):
-        raise AppError(429, "busy", "an import is already running", headers={"Retry-After": "10"})
-    try:
-        with tempfile.TemporaryFile(dir=services.settings.tmp_dir) as spool:
-            while chunk := stream.read(CHUNK):
-                spool.write(chunk)
-            spool.seek(0)
+    with services.transfer(), tempfile.TemporaryFile(dir=services.settings.tmp_dir) as spool:
+        while chunk := stream.read(CHUNK):
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            archive = zipfile.ZipFile(spool)
+        except (zipfile.BadZipFile, OSError, ValueError):
+            raise AppError(400, "bad_archive", "the file is not a zip of Markdown files") from None
+        with archive:
             try:
-                archive = zipfile.ZipFile(spool)
-            except (zipfile.BadZipFile, OSError, ValueError):
-                raise AppError(400, "bad_archive", "the file is not a zip of Markdown files") from None
-            with archive:
-                try:
-                    return _Importer(services, _Source.of_zip(archive)).run()
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-                    raise AppError(400, "bad_archive", f"the zip is damaged: {str(exc)[:80]}") from None
-    finally:
-        services.transfer_lock.release()
+                return _Importer(services, _Source.of_zip(archive)).run()
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+                raise AppError(400, "bad_archive", f"the zip is damaged: {str(exc)[:80]}") from None
 
 
 def import_path(services: Services, path: Path) -> dict[str, Any]:
-    """Add the Markdown files of a folder or a zip file (the CLI)."""
+    """Add the Markdown files of a folder or a zip file (the command line)."""
     if path.is_dir():
-        with _locked(services):
+        with services.transfer():
             return _Importer(services, _Source.of_folder(path)).run()
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise AppError(400, "unreadable", f"cannot read {path}: {exc.strerror}") from None
-    with fh:
+    with open_input(path) as fh:
         return import_archive(services, fh)
-
-
-@contextlib.contextmanager
-def _locked(services: Services) -> Iterator[None]:
-    if not services.transfer_lock.acquire(blocking=False):
-        raise AppError(429, "busy", "an import is already running")
-    try:
-        yield
-    finally:
-        services.transfer_lock.release()
 
 
 def export_name() -> str:
     return f"taskplaner-markdown-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.zip"
-

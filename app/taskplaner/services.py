@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .attachments import Attachments, UploadLimits
@@ -11,6 +13,7 @@ from .auth import Auth, LoginThrottle
 from .blobs import BlobStore
 from .config import Settings
 from .db import Database, get_setting, set_setting
+from .errors import AppError
 from .images import ImageLimits
 from .items import ItemLimits, Items
 from .metrics import Metrics
@@ -36,6 +39,16 @@ class Services:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextmanager
+    def transfer(self) -> Iterator[None]:
+        """One import at a time (a backup restore or a Markdown import); another gets 429."""
+        if not self.transfer_lock.acquire(blocking=False):
+            raise AppError(429, "busy", "an import is already running", headers={"Retry-After": "10"})
+        try:
+            yield
+        finally:
+            self.transfer_lock.release()
 
     def upkeep(self, interval: float, first_delay: float = 600) -> Upkeep:
         """The server's upkeep thread (not started), reporting to the metrics."""
