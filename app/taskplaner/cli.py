@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import secrets
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -42,11 +43,25 @@ def _serve(services: Services, args: argparse.Namespace) -> int:
              data_dir=str(settings.data_dir))
     if settings.upkeep_hours:
         services.upkeep(settings.upkeep_hours * 3600).start()
+    _stop_on_sigterm()
     try:
-        server.run()
+        server.run()  # returns on SystemExit, after closing the listening socket
     finally:
-        server.task_dispatcher.shutdown()
+        server.task_dispatcher.shutdown()  # lets the requests in progress finish (up to 5 s)
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """Containers stop the app with SIGTERM. As a container's PID 1 a process that does not
+    handle it never receives it: the engine waits out its grace period (podman 10 s,
+    Kubernetes 30 s) and kills the server, in the middle of whatever it was doing. waitress's
+    loop stops on SystemExit (its handlers re-raise it, where they log other exceptions)."""
+
+    def stop(signum: int, frame: object) -> None:
+        logs.log(20, "stopping", reason="SIGTERM")
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _set_password(services: Services, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -207,3 +208,21 @@ def test_every_connection_keeps_the_configured_page_cache(tmp_path):
     finally:
         services.close()
     assert sizes == [-256] * 4
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path):
+    """Containers stop a process with SIGTERM; as PID 1 the default action does not apply, so
+    the server handles it, finishes what its threads are doing, and exits 0."""
+    port = free_port()
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp_path / "d"), "TASKPLANER_PORT": str(port),
+           "TASKPLANER_PASSWORD": "sigterm-test-password"}
+    proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _up(f"http://127.0.0.1:{port}/healthz"), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert '"msg": "stopping"' in out
