@@ -1,5 +1,5 @@
 # Thin wrappers: the logic lives in scripts/ and the Python package.
-.PHONY: run test lint bench deploy cluster-up cluster-down
+.PHONY: run test lint bench image deploy cluster-up cluster-down
 
 run: ## start TaskPlaner on http://127.0.0.1:8080 with its data in ./data
 	scripts/bootstrap.sh app
@@ -12,6 +12,10 @@ test: ## install everything the suite needs, then run all of it
 lint: ## ruff, yamllint, ansible-lint (production profile)
 	scripts/bootstrap.sh test
 	scripts/lint.sh
+
+image: ## build the app's container image (podman, or docker) as localhost/taskplaner:dev
+	scripts/bootstrap.sh image
+	scripts/image.sh build
 
 bench: ## benchmarks under bench/ (not tests); prints the README table rows
 	scripts/bootstrap.sh bench

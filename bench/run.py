@@ -622,6 +622,70 @@ def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
             "ok": start / floor <= 1.6}
 
 
+def bench_image(runs: int = 5) -> list[dict[str, Any]]:
+    """The image as scripts/image.sh builds it: its size against its base's, and a container's
+    start to the first 200 on /healthz against the same container running `python -c pass`."""
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+    tag = "localhost/taskplaner:bench"
+    subprocess.run([root / "scripts/image.sh", "build", tag], check=True, capture_output=True)
+    engine = subprocess.run([root / "scripts/image.sh", "engine"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    conf = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "taskplaner-image/containers.conf"
+    env = {**os.environ, **({"CONTAINERS_CONF": str(conf)} if conf.exists() else {})}
+
+    def podman(*args: str) -> str:
+        return subprocess.run([engine, *args], capture_output=True, text=True, env=env,
+                              check=True).stdout.strip()
+
+    base = next(line.split()[1] for line in (root / "app/Dockerfile").read_text().splitlines()
+                if line.startswith("FROM "))
+    base = base if "/" in base else f"docker.io/library/{base}"
+    size, base_size = (int(podman("image", "inspect", "--format", "{{.Size}}", name)) / 1e6
+                       for name in (tag, base))
+    stand_in = podman("image", "inspect", "--format",
+                      '{{ index .Config.Labels "org.taskplaner.base" }}', base) == "debian-packages"
+
+    def start() -> float:
+        port = free_port()
+        started = time.perf_counter()
+        name = podman("run", "-d", "--read-only", "-p", f"127.0.0.1:{port}:8080",
+                      "-e", "TASKPLANER_PASSWORD=bench-password", tag)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            return time.perf_counter() - started
+                except OSError:
+                    time.sleep(0.01)
+        finally:
+            podman("rm", "-f", "-v", name)  # with its anonymous /data volume
+
+    def bare() -> float:
+        started = time.perf_counter()
+        podman("run", "--rm", "--entrypoint", "python", tag, "-c", "pass")
+        return time.perf_counter() - started
+
+    starts, floors = [], []
+    for _ in range(runs):
+        starts.append(start())
+        floors.append(bare())
+    cold, floor = statistics.median(starts), statistics.median(floors)
+    base_name = "Debian-package stand-in base" if stand_in else "base"
+    return [
+        {"name": f"Image size (`scripts/image.sh build`, {engine})",
+         "value": f"{size:.0f} MB", "baseline": f"its {base_name} {base}: {base_size:.0f} MB",
+         "ratio": f"+{size - base_size:.0f} MB", "target": "the app's layers ≤ 60 MB over the base",
+         "ok": size - base_size <= 60},
+        {"name": "Cold start: container start (read-only, fresh volume) to the first 200 on `/healthz`",
+         "value": f"{cold * 1000:.0f} ms ({min(starts) * 1000:.0f}–{max(starts) * 1000:.0f})",
+         "baseline": f"the same image running `python -c pass`: {floor * 1000:.0f} ms",
+         "ratio": f"{cold / floor:.2f}×", "target": "≤ 2 s", "ok": cold <= 2.0},
+    ]
+
+
 def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -640,7 +704,8 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, default=100_000)
-    parser.add_argument("--only", default="create,search,memory,upload,upload-memory,http,startup")
+    parser.add_argument("--only",
+                        default="create,search,memory,upload,upload-memory,http,startup,image")
     args = parser.parse_args()
     chosen = args.only.split(",")
     # the access log as `taskplaner serve` writes it: one JSON line per request
@@ -662,6 +727,8 @@ def main() -> int:
             rows.append(bench_http(tmp))
         if "startup" in chosen:
             rows.append(bench_startup(tmp))
+        if "image" in chosen:
+            rows += bench_image()
     print("| benchmark | result | baseline (same run) | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -4,6 +4,7 @@
 #   scripts/bootstrap.sh bench  the app + wrk (Debian) for the HTTP benchmark
 #   scripts/bootstrap.sh test   + dev tools, Debian packages, the test cluster's binaries
 #   scripts/bootstrap.sh deploy the venv with Ansible and its collections (make deploy), nothing else
+#   scripts/bootstrap.sh image  a container engine for make image (podman, unless docker is there)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,6 +20,10 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 # sudo: the site scenario deploys as a non-root user with sudo, as on a real host.
 DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core
   redis-server sudo)
+# The image tests build and run the image as a user would: podman (with runc, see
+# scripts/image.sh), debootstrap for a base image where no registry serves one, podman-compose
+# for docker-compose.yml.
+DEBIAN_IMAGE_PACKAGES=(podman runc debootstrap podman-compose uidmap fuse-overlayfs slirp4netns)
 
 ensure_debian_packages() {
   local missing=()
@@ -53,14 +58,15 @@ ensure_venv() {
 case "$what" in
   app) ensure_venv runtime ;;
   bench)
-    ensure_debian_packages wrk
+    ensure_debian_packages wrk "${DEBIAN_IMAGE_PACKAGES[@]}"
     ensure_venv runtime
     ;;
   test)
-    ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}"
+    ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}" "${DEBIAN_IMAGE_PACKAGES[@]}"
     ensure_venv dev
     tests/cluster/build.sh all
     ;;
   deploy) ensure_venv deploy ;;
-  *) say "usage: $0 app|bench|test|deploy"; exit 2 ;;
+  image) command -v docker >/dev/null || ensure_debian_packages "${DEBIAN_IMAGE_PACKAGES[@]}" ;;
+  *) say "usage: $0 app|bench|test|deploy|image"; exit 2 ;;
 esac

@@ -9,6 +9,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== pytest: app (real SQLite, real files, real waitress)"
 pytest tests/app tests/scripts -q
 
+echo "== pytest: the image (scripts/image.sh, podman: read-only, restarts, compose)"
+pytest tests/image -q
+
 echo "== local test cluster: start once for the cluster tests and every Molecule scenario"
 # CI keeps only the tail of the output, and Molecule's recap fills it: a failing scenario's
 # failed tests and their first assertion lines are repeated last (from scenario_log).

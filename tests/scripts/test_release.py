@@ -129,3 +129,6 @@ def test_the_pipeline_runs_these_decisions_and_tests_in_debian():
     runs = "\n".join(step.get("run", "") for step in workflow["jobs"]["image"]["steps"])
     assert "scripts/release.py plan" in runs and "scripts/release.py publish" in runs
     assert "event.before" not in (ROOT / ".gitea/workflows/build.yaml").read_text()
+    # the image is built as make image and the image tests build it, by scripts/image.sh
+    assert 'scripts/image.sh build "$image:$TAG"' in runs and "docker build" not in runs
+    assert "TASKPLANER_IMAGE_ENGINE=docker" in runs  # pushed by docker, so built by it
