@@ -577,7 +577,6 @@ def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
     """``taskplaner serve`` on an existing data folder (a restart, as after an upgrade or a
     reboot) until the first 200 on /healthz, vs the same Python importing only the libraries
     every such server needs. Medians of alternating runs; bytecode cached, as in the image."""
-    import urllib.request
 
     env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp / "startup"),
            "TASKPLANER_PASSWORD": "bench-password"}
@@ -591,13 +590,7 @@ def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
         server = subprocess.Popen([exe, "serve"], env={**env, "TASKPLANER_PORT": str(port)},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                        if r.status == 200:
-                            return time.perf_counter() - started
-                except OSError:
-                    time.sleep(0.002)
+            return _until_healthy(port, started)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -625,7 +618,6 @@ def bench_startup(tmp: Path, runs: int = 9) -> dict[str, Any]:
 def bench_image(runs: int = 5) -> list[dict[str, Any]]:
     """The image as scripts/image.sh builds it: its size against its base's, and a container's
     start to the first 200 on /healthz against the same container running `python -c pass`."""
-    import urllib.request
 
     root = Path(__file__).resolve().parents[1]
     tag = "localhost/taskplaner:bench"
@@ -653,13 +645,7 @@ def bench_image(runs: int = 5) -> list[dict[str, Any]]:
         name = podman("run", "-d", "--read-only", "-p", f"127.0.0.1:{port}:8080",
                       "-e", "TASKPLANER_PASSWORD=bench-password", tag)
         try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                        if r.status == 200:
-                            return time.perf_counter() - started
-                except OSError:
-                    time.sleep(0.01)
+            return _until_healthy(port, started)
         finally:
             podman("rm", "-f", "-v", name)  # with its anonymous /data volume
 
@@ -684,6 +670,19 @@ def bench_image(runs: int = 5) -> list[dict[str, Any]]:
          "baseline": f"the same image running `python -c pass`: {floor * 1000:.0f} ms",
          "ratio": f"{cold / floor:.2f}×", "target": "≤ 2 s", "ok": cold <= 2.0},
     ]
+
+
+def _until_healthy(port: int, started: float) -> float:
+    """Seconds from ``started`` (perf_counter) to the first 200 on /healthz at ``port``."""
+    import urllib.request
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.002)
 
 
 def _status_mib(pid: int, field: str) -> float:
