@@ -56,7 +56,8 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
-def _sha256(text: str) -> str:
+def secret_hash(text: str) -> str:
+    """What the database keeps of a session id or a token (they are random: no salt needed)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -169,7 +170,7 @@ class Auth:
             conn.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
             conn.execute(
                 "INSERT INTO sessions (id_hash, csrf, expires) VALUES (?, ?, ?)",
-                (_sha256(session_id), csrf, time.time() + self.session_seconds),
+                (secret_hash(session_id), csrf, time.time() + self.session_seconds),
             )
         return f"{session_id}.{self._sign(session_id)}", csrf
 
@@ -180,7 +181,7 @@ class Auth:
         if not session_id.isascii() or not same_secret(mac, self._sign(session_id)):
             return None
         row = self.db.conn.execute(
-            "SELECT csrf, expires FROM sessions WHERE id_hash = ?", (_sha256(session_id),)
+            "SELECT csrf, expires FROM sessions WHERE id_hash = ?", (secret_hash(session_id),)
         ).fetchone()
         if row is None or row["expires"] < time.time():
             return None
@@ -190,7 +191,7 @@ class Auth:
         if cookie and "." in cookie:
             session_id = cookie.rpartition(".")[0]
             with self.db.write() as conn:
-                conn.execute("DELETE FROM sessions WHERE id_hash = ?", (_sha256(session_id),))
+                conn.execute("DELETE FROM sessions WHERE id_hash = ?", (secret_hash(session_id),))
 
     # --- API tokens ------------------------------------------------------------------------
     def create_token(self, name: Any) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class Auth:
         with self.db.write() as conn:
             cur = conn.execute(
                 "INSERT INTO tokens (name, token_hash, created) VALUES (?, ?, ?)",
-                (name.strip(), _sha256(token), now_iso()),
+                (name.strip(), secret_hash(token), now_iso()),
             )
             row = conn.execute("SELECT * FROM tokens WHERE id = ?", (cur.lastrowid,)).fetchone()
         return {**_token_dict(row), "token": token}
@@ -222,7 +223,7 @@ class Auth:
         token = header[len("Bearer "):].strip()
         if not token.startswith(TOKEN_PREFIX) or not token.isascii():
             return None
-        token_hash = _sha256(token)
+        token_hash = secret_hash(token)
         row = self.db.conn.execute(
             "SELECT id, last_used FROM tokens WHERE token_hash = ?", (token_hash,)
         ).fetchone()

@@ -8,7 +8,6 @@ the feed and nothing else, and a new one revokes the old. Only its hash is store
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
@@ -16,7 +15,7 @@ from typing import Any
 
 from . import quickadd
 from .attachments import Attachments
-from .auth import same_secret
+from .auth import same_secret, secret_hash
 from .db import Database, get_setting, set_setting
 from .errors import invalid
 from .items import Items, row_to_item
@@ -46,10 +45,6 @@ def _open_tasks(condition: str) -> str:
 def _bounds(conn: sqlite3.Connection) -> dict[str, str]:
     today = user_today(conn)
     return {"today": today.isoformat(), "week": (today + timedelta(days=7)).isoformat()}
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Planning:
@@ -135,7 +130,7 @@ class Planning:
     def new_feed_token(self) -> str:
         token = secrets.token_urlsafe(32)
         with self.db.write() as conn:
-            set_setting(conn, FEED_SETTING, _hash(token))
+            set_setting(conn, FEED_SETTING, secret_hash(token))
         return token
 
     def revoke_feed(self) -> None:
@@ -146,7 +141,7 @@ class Planning:
         """The iCalendar document, or None when the token is not the feed's."""
         with self.db.snapshot() as conn:
             stored = get_setting(conn, FEED_SETTING)
-            if stored is None or not same_secret(_hash(token) if token.isascii() else "", stored):
+            if stored is None or not same_secret(secret_hash(token) if token.isascii() else "", stored):
                 return None
             zone = user_zone(conn)
             rows = conn.execute(
