@@ -136,6 +136,42 @@ build_argocd() {
     -o "$bin/argocd-$ARGOCD_VERSION" .
 }
 
+# The operator's go.mod points its API and client modules at local folders, which a module zip
+# leaves out: the wrapper takes their published releases of the same version instead. One
+# wrapper builds both of its programs: the operator, and the config-reloader its pods run.
+operator_wrapper() {
+  local module=github.com/prometheus-operator/prometheus-operator version="$PROMETHEUS_OPERATOR_VERSION"
+  local dir="$cache/src/prometheus-operator-$version" sub
+  if [[ -f "$dir/.ready" ]]; then cd "$dir"; return; fi
+  wrapper_module "$dir" "$module" "$version"
+  for sub in pkg/apis/monitoring pkg/client; do
+    go mod edit -replace="$module/$sub=$module/$sub@$version"
+  done
+  printf 'package main\n\nfunc main() {}\n' > main.go
+  go get "$module/cmd/operator@$version" "$module/cmd/prometheus-config-reloader@$version"
+  touch .ready
+}
+
+build_prometheus_operator() {  # build_prometheus_operator CMD OUTPUT-NAME
+  operator_wrapper
+  go build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" \
+    -o "$bin/$2-$PROMETHEUS_OPERATOR_VERSION" "github.com/prometheus-operator/prometheus-operator/cmd/$1"
+}
+
+# Prometheus vX.Y.Z is published as module v0.X0Y.Z (v3.14.0 = v0.314.0). Built with its own
+# lighter-build tags: every service discovery but Kubernetes's left out (the operator's
+# configuration uses no other), the web UI read from the module source rather than embedded.
+build_prometheus() {
+  local version="$PROMETHEUS_VERSION" module_version
+  module_version="$(echo "$version" | awk -F. '{ printf "v0.%d%02d.%s", substr($1, 2), $2, $3 }')"
+  wrapper_module "$cache/src/prometheus-$version" github.com/prometheus/prometheus "$module_version"
+  printf 'package main\n\nfunc main() {}\n' > main.go
+  go get "github.com/prometheus/prometheus/cmd/prometheus@$module_version"
+  go build -trimpath -tags 'remove_all_sd enable_kubernetes_sd' \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${version#v}" \
+    -o "$bin/prometheus-$version" github.com/prometheus/prometheus/cmd/prometheus
+}
+
 # Alloy's own configuration parser, wrapped by tests/alloy (a few lines of Go): the alloy role's
 # tests check the configuration it renders with it.
 build_alloy_syntax_check() {
@@ -153,10 +189,15 @@ case "$what" in
   gitea) run_build gitea "$GITEA_VERSION" build_gitea "$GITEA_VERSION" ;;
   gitea-previous) run_build gitea "$GITEA_PREVIOUS_VERSION" build_gitea "$GITEA_PREVIOUS_VERSION" ;;
   argocd) run_build argocd "$ARGOCD_VERSION" build_argocd ;;
+  prometheus-operator) run_build prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" build_prometheus_operator operator prometheus-operator ;;
+  prometheus-config-reloader)
+    run_build prometheus-config-reloader "$PROMETHEUS_OPERATOR_VERSION" \
+      build_prometheus_operator prometheus-config-reloader prometheus-config-reloader ;;
+  prometheus) run_build prometheus "$PROMETHEUS_VERSION" build_prometheus ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
-             gitea-previous argocd alloy-syntax-check; do
+             gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus alloy-syntax-check; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

@@ -157,7 +157,7 @@ up_kubernetes() {
     --manage-single-node kwok-node-0 --server-address 127.0.0.1:0 "${stage_args[@]}"
   wait_for "default service account" "$run/logs/kube-controller-manager.log" \
     kubectl_ get serviceaccount default -n default
-  kubectl_ apply -f - >"$run/logs/node.log" 2>&1 <<'NODE' || fail "creating the kwok node" "$run/logs/node.log"
+  kubectl_ apply -f - >"$run/logs/node.log" 2>&1 <<NODE || fail "creating the kwok node" "$run/logs/node.log"
 apiVersion: v1
 kind: Node
 metadata:
@@ -166,6 +166,8 @@ metadata:
   labels: {kubernetes.io/hostname: kwok-node-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64,
            type: kwok}
   annotations: {kwok.x-k8s.io/node: fake}
+spec:
+  podCIDR: $POD_CIDR
 status:
   allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
   capacity: {cpu: "8", memory: 32Gi, pods: "110"}
@@ -176,6 +178,27 @@ NODE
   # off (kwok sends no kubelet heartbeats), so lift it once the node reports Ready.
   kubectl_ taint node kwok-node-0 node.kubernetes.io/not-ready:NoSchedule- \
     >"$run/logs/node.log" 2>&1 || fail "removing the not-ready taint" "$run/logs/node.log"
+}
+
+# Pods get their addresses from the node's podCIDR (kwok takes it from there), a range this host
+# takes as its own (a "local" route on the loopback device, as AnyIP): a process bound to a
+# pod's address is that pod to every client. RFC 2544's benchmarking range, which no LAN uses.
+POD_CIDR=198.18.0.0/16
+up_pod_network() {
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
+  ip route show table local | grep -q "^local $POD_CIDR dev lo" && return 0
+  "${sudo[@]}" ip route add local "$POD_CIDR" dev lo 2>"$run/logs/pod-network.log" \
+    || fail "routing the pod network $POD_CIDR to this host (needs root or sudo: ip route add local $POD_CIDR dev lo)" \
+      "$run/logs/pod-network.log"
+}
+
+down_pod_network() {
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
+  if ip route show table local | grep -q "^local $POD_CIDR dev lo"; then
+    "${sudo[@]}" ip route del local "$POD_CIDR" dev lo || true
+  fi
 }
 
 # up_gitea NAME VERSION PREFIX: a Gitea with an admin, a token and an empty repository, its
@@ -323,6 +346,7 @@ case "${1:-}" in
     started=$SECONDS
     make_pki
     find_charts
+    up_pod_network
     up_kubernetes
     up_gitea gitea "$GITEA_VERSION" GITEA
     up_gitea gitea-previous "$GITEA_PREVIOUS_VERSION" GITEA_PREVIOUS
@@ -333,6 +357,7 @@ case "${1:-}" in
     ;;
   down)
     stop_all
+    down_pod_network
     log "cluster stopped"
     ;;
   env)

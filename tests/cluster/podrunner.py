@@ -60,16 +60,124 @@ class Workload:
     extra_args: list[str] = field(default_factory=list)
 
 
-def snapshot() -> dict[tuple[str, str], Any]:
-    """The namespace's workloads, ConfigMaps and Secrets in one read: {(kind, name): object}."""
+def snapshot(namespace: str = NAMESPACE) -> dict[tuple[str, str], Any]:
+    """A namespace's workloads, ConfigMaps and Secrets in one read: {(kind, name): object}."""
     out = subprocess.run(
-        ["kubectl", "get", "deployments,statefulsets,configmaps,secrets", "-n", NAMESPACE, "-o", "json"],
+        ["kubectl", "get", "deployments,statefulsets,configmaps,secrets", "-n", namespace, "-o", "json"],
         capture_output=True,
         text=True,
         timeout=30,
     )
     items = json.loads(out.stdout)["items"] if out.returncode == 0 else []
     return {(item["kind"].lower(), item["metadata"]["name"]): item for item in items}
+
+
+class PodView:
+    """What a container of a pod in one namespace would see, read from the cluster's objects
+    (a snapshot()): its environment, and its volumes as local folders holding the ConfigMap and
+    Secret files they would hold. Service addresses and mount paths in values become local."""
+
+    def __init__(self, namespace: str, root: Path, services: dict[str, str] | None = None) -> None:
+        self.namespace = namespace
+        self.root = root  # volumes live in root/<workload>/<volume>
+        self.services = services or {}
+        self.objects: dict[tuple[str, str], Any] = {}
+
+    def key_of(self, kind: str, name: str, key: str, optional: bool) -> str | None:
+        data = self.objects.get((kind, name), {}).get("data") or {}
+        if key not in data:
+            if optional:
+                return None
+            raise LookupError(f"{kind}/{name} has no key {key}")
+        value = data[key]
+        return base64.b64decode(value).decode() if kind == "secret" else value
+
+    def environment(
+        self, container: dict[str, Any], mounts: dict[str, Path], fields: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """The container's variables; `fields` answers fieldRefs (metadata.name, status.podIP)."""
+        known = {"metadata.namespace": self.namespace, **(fields or {})}
+        env: dict[str, str] = {}
+        for item in container.get("env", []):
+            source = item.get("valueFrom", {})
+            if "value" in item:
+                value: str | None = item["value"]
+            elif "configMapKeyRef" in source:
+                ref = source["configMapKeyRef"]
+                value = self.key_of("configmap", ref["name"], ref["key"], ref.get("optional", False))
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                value = self.key_of("secret", ref["name"], ref["key"], ref.get("optional", False))
+            elif "fieldRef" in source:
+                value = known.get(source["fieldRef"]["fieldPath"], "")
+            else:
+                value = None
+            if value is not None:
+                env[item["name"]] = self.localise(expand(value, env), mounts)
+        return env
+
+    def localise(self, value: str, mounts: dict[str, Path]) -> str:
+        flag, equals, path = value.partition("=")
+        if equals and flag.startswith("-") and path.startswith("/"):  # --config.file=/etc/...
+            return flag + equals + self.localise(path, mounts)
+        for service, address in self.services.items():
+            value = value.replace(service, address)
+        for path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            if value == path or value.startswith(path.rstrip("/") + "/"):
+                return str(local) + value[len(path.rstrip("/")) :]
+        return value
+
+    def volumes(self, workload: str, spec: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
+        """Each mount path → a local folder holding what the volume would hold (Secrets and
+        ConfigMaps, also as sources of a projected volume, with their `items`; emptyDir empty)."""
+        root = self.root / workload
+        sources = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts", []):
+            local = root / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            volume = sources.get(mount["name"], {})
+            for token in [s["serviceAccountToken"] for s in volume.get("projected", {}).get("sources", [])
+                          if "serviceAccountToken" in s]:  # fmt: skip
+                self.write_token(local / token["path"], spec.get("serviceAccountName", "default"))
+            for kind, source in self._sources(volume):
+                name = source.get("name") or source.get("secretName", "")
+                data = self.objects.get((kind, name), {}).get("data") or {}
+                paths = {i["key"]: i["path"] for i in source.get("items", [])} or {k: k for k in data}
+                for key, path in paths.items():
+                    if key not in data:
+                        continue
+                    text = base64.b64decode(data[key]) if kind == "secret" else data[key].encode()
+                    target = local / path
+                    # written on every poll: only what changed, as a kubelet updates files
+                    if not target.exists() or target.read_bytes() != text:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(text)
+            if mount.get("subPath"):
+                local = local / mount["subPath"]
+            mounts[mount["mountPath"]] = local
+        return mounts
+
+    def write_token(self, target: Path, account: str) -> None:
+        """A token of the pod's service account, as the kubelet projects it (once: it lasts an hour)."""
+        if target.exists():
+            return
+        token = subprocess.run(
+            ["kubectl", "create", "token", account, "-n", self.namespace],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        target.write_text(token)
+
+    @staticmethod
+    def _sources(volume: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        direct = [(kind.lower(), volume[kind]) for kind in ("configMap", "secret") if kind in volume]
+        projected = [
+            (kind.lower(), source[kind])
+            for source in volume.get("projected", {}).get("sources", [])
+            for kind in ("configMap", "secret")
+            if kind in source
+        ]
+        return direct + projected
 
 
 class Runner:
@@ -87,10 +195,14 @@ class Runner:
                 link.symlink_to(self.bin)
         self.links = links
         local = "127.0.0.1"
-        self.services = {
-            "argocd-redis:6379": f"{local}:{ports['redis']}",
-            "argocd-repo-server:8081": f"{local}:{ports['repo']}",
-        }
+        self.view = PodView(
+            NAMESPACE,
+            state / "volumes",
+            {
+                "argocd-redis:6379": f"{local}:{ports['redis']}",
+                "argocd-repo-server:8081": f"{local}:{ports['repo']}",
+            },
+        )
         kube = f"--kubeconfig {os.environ['KUBECONFIG']} --namespace {NAMESPACE}"
         listen = f"--address {local} --metrics-address {local} --metrics-port"
         self.workloads = [
@@ -124,76 +236,16 @@ class Runner:
             ),
         ]
         self.running: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
-        self.objects: dict[tuple[str, str], Any] = {}
         (state / "logs").mkdir(exist_ok=True)
 
-    # -- what a pod would see -------------------------------------------------------------
-    def key_of(self, kind: str, name: str, key: str, optional: bool) -> str | None:
-        data = self.objects.get((kind, name), {}).get("data") or {}
-        if key not in data:
-            if optional:
-                return None
-            raise LookupError(f"{kind}/{name} has no key {key}")
-        value = data[key]
-        return base64.b64decode(value).decode() if kind == "secret" else value
-
-    def environment(self, container: dict[str, Any], mounts: dict[str, Path]) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for item in container.get("env", []):
-            source = item.get("valueFrom", {})
-            if "value" in item:
-                value: str | None = item["value"]
-            elif "configMapKeyRef" in source:
-                ref = source["configMapKeyRef"]
-                value = self.key_of("configmap", ref["name"], ref["key"], ref.get("optional", False))
-            elif "secretKeyRef" in source:
-                ref = source["secretKeyRef"]
-                value = self.key_of("secret", ref["name"], ref["key"], ref.get("optional", False))
-            elif "fieldRef" in source:
-                value = {"metadata.namespace": NAMESPACE}.get(source["fieldRef"]["fieldPath"], "")
-            else:
-                value = None
-            if value is not None:
-                env[item["name"]] = self.localise(expand(value, env), mounts)
-        return env
-
-    def localise(self, value: str, mounts: dict[str, Path]) -> str:
-        for service, address in self.services.items():
-            value = value.replace(service, address)
-        for path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
-            if value == path or value.startswith(path + "/"):
-                return str(local) + value[len(path) :]
-        return value
-
-    def volumes(self, workload: Workload, spec: dict[str, Any], container: dict[str, Any]) -> dict[str, Path]:
-        """Each mount path → a local folder holding what the volume would hold."""
-        root = self.state / "volumes" / workload.name
-        sources = {v["name"]: v for v in spec.get("volumes", [])}
-        mounts: dict[str, Path] = {}
-        for mount in container.get("volumeMounts", []):
-            local = root / mount["name"]
-            local.mkdir(parents=True, exist_ok=True)
-            volume = sources.get(mount["name"], {})
-            for kind, ref_key in (("configMap", "name"), ("secret", "secretName")):
-                if kind in volume:
-                    obj = self.objects.get((kind.lower(), volume[kind][ref_key]), {})
-                    for key, value in (obj.get("data") or {}).items():
-                        text = base64.b64decode(value) if kind == "secret" else value.encode()
-                        target = local / key
-                        # this runs every poll: write only what changed, as a kubelet updates files
-                        if not target.exists() or target.read_bytes() != text:
-                            target.write_bytes(text)
-            mounts[mount["mountPath"]] = local
-        return mounts
-
     def command_line(self, workload: Workload) -> tuple[list[str], dict[str, str]] | None:
-        obj = self.objects.get((workload.kind, workload.name))
+        obj = self.view.objects.get((workload.kind, workload.name))
         if not obj:
             return None
         spec = obj["spec"]["template"]["spec"]
         [container] = [c for c in spec["containers"] if c["name"] == workload.container]
-        mounts = self.volumes(workload, spec, container)
-        env = self.environment(container, mounts)
+        mounts = self.view.volumes(workload.name, spec, container)
+        env = self.view.environment(container, mounts)
         # as Argo CD's own local development setup (its Procfile) runs these programs
         # (git calls back "argocd" for credentials, found on PATH as in the image)
         env.update(
@@ -210,13 +262,13 @@ class Runner:
         argv = [*container.get("command", []), *container.get("args", [])]
         if argv and argv[0].startswith("/"):
             argv = argv[1:]
-        args = [self.localise(expand(a, env), mounts) for a in argv]
+        args = [self.view.localise(expand(a, env), mounts) for a in argv]
         return [workload.program, *args, *workload.extra_args], env
 
     # -- the loop -----------------------------------------------------------------------------
     def ensure_redis_secret(self) -> None:
         """The chart's redis-secret-init Job, run for real (kwok only marks it Complete)."""
-        if self.key_of("secret", "argocd-redis", "auth", optional=True) is None:
+        if self.view.key_of("secret", "argocd-redis", "auth", optional=True) is None:
             subprocess.run(
                 [
                     str(self.links / "argocd"),
@@ -232,7 +284,7 @@ class Runner:
                 capture_output=True,
                 timeout=60,
             )
-            self.objects = snapshot()
+            self.view.objects = snapshot()
 
     def stop(self, name: str) -> None:
         _, process = self.running.pop(name)
@@ -244,8 +296,8 @@ class Runner:
             process.wait()
 
     def step(self) -> None:
-        self.objects = snapshot()
-        if ("deployment", f"{RELEASE}-server") not in self.objects:
+        self.view.objects = snapshot()
+        if ("deployment", f"{RELEASE}-server") not in self.view.objects:
             for name in list(self.running):
                 self.stop(name)
             return
@@ -284,6 +336,41 @@ class Runner:
             except (LookupError, subprocess.SubprocessError, ValueError) as error:
                 print(f"podrunner: {error}", file=sys.stderr, flush=True)
             time.sleep(POLL_SECONDS)
+
+
+def own_address(value: str, pod_ip: str) -> str:
+    """A wildcard listen address (0.0.0.0, ":9090", "--x=:9090") made the pod's own: in a pod
+    it means the pod's address, here it would mean every address of the host."""
+    if value == "0.0.0.0":  # noqa: S104 (read, never bound)
+        return pod_ip
+    return re.sub(r"(^|=)(0\.0\.0\.0)?:(\d+)$", rf"\g<1>{pod_ip}:\3", value)
+
+
+def container_process(
+    view: PodView, pod: dict[str, Any], name: str, program: str, log: Path, extra: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start one container of a running pod (init containers too) as a local process: `program`
+    stands for the image's entrypoint, the container's arguments and environment are the pod's,
+    made local by `view` and own_address()."""
+    spec = pod["spec"]
+    [container] = [c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name]
+    ip = pod["status"]["podIP"]
+    mounts = view.volumes(pod["metadata"]["name"], spec, container)
+    fields = {"metadata.name": pod["metadata"]["name"], "status.podIP": ip}
+    env = {k: own_address(v, ip) for k, v in view.environment(container, mounts, fields).items()}
+    argv = [*container.get("command", []), *container.get("args", [])]
+    if argv and argv[0].startswith("/"):
+        argv = argv[1:]  # the image's program, which `program` stands for
+    args = [own_address(view.localise(expand(a, env), mounts), ip) for a in argv]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [program, *args, *(extra or [])],
+            env={"PATH": os.environ["PATH"], "HOME": str(log.parent), **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+        )
 
 
 def expand(value: str, env: dict[str, str]) -> str:

@@ -1,0 +1,416 @@
+"""Metrics travel for real (#16, path 3): the real prometheus-operator turns the ServiceMonitors
+and PrometheusRules the roles and the app chart applied into a Prometheus configuration, a real
+Prometheus runs it, and it scrapes a real TaskPlaner with the chart's metrics token.
+
+Each program runs as the pod the test cluster holds for it (podrunner.container_process): bound
+to its pod's address (the test cluster routes its pod network to this host), with the pod's
+arguments, environment and volume files, read from the cluster. The operator makes the Prometheus
+StatefulSet; kwok schedules its pod; the processes below are that pod's containers.
+
+What differs from a real node, and why (addresses and credentials, never a chart setting):
+- the operator reaches the API server with the test cluster's client certificate (its
+  out-of-cluster flags --apiserver, --cert-file, --key-file, --ca-file), where a pod would use its
+  service account; the admission webhook's certificate, which the chart's certgen Job would
+  write into its Secret, is written here (kwok only marks Jobs Complete);
+- Prometheus's Kubernetes discovery is given the test cluster's kubeconfig (`kubeconfig_file`
+  added to each `kubernetes_sd_configs` entry of the file the operator's own config-reloader
+  wrote out): in a pod it reads the API server's address and a token from fixed paths;
+- of the Prometheus pod, the init container (config-reloader, writing the configuration out) and
+  the `prometheus` container run; the config-reloader sidecar does not (nothing changes the
+  configuration during the test);
+- Alertmanager, Grafana, kube-state-metrics, node-exporter and k3s's components do not run: their
+  targets are down here. The duplicate-series check covers what is up; k3s's shared registry is
+  checked against the real components' metric names in test_site.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
+sys.path.insert(0, str(CLUSTER))
+from podrunner import PodView, container_process, snapshot  # noqa: E402 (found through the path above)
+
+MONITORING = "monitoring"
+APP = "taskplaner"
+BIN = Path(
+    subprocess.run([CLUSTER / "build.sh", "path"], capture_output=True, text=True, check=True).stdout.strip()
+)
+VERSIONS = dict(
+    line.split("=", 1)
+    for line in (CLUSTER / "versions.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+
+
+def kubectl(*argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["kubectl", *argv], input=stdin, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120, every: float = 1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s")
+        time.sleep(every)
+
+
+def running_pod(namespace: str, selector: dict[str, str]) -> dict[str, Any] | None:
+    labels = ",".join(f"{k}={v}" for k, v in selector.items())
+    for pod in json.loads(kubectl("get", "pods", "-n", namespace, "-l", labels, "-o", "json"))["items"]:
+        if (
+            pod["status"].get("phase") == "Running"
+            and pod["status"].get("podIP")
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
+            return pod
+    return None
+
+
+class Pods:
+    """Starts containers of the cluster's pods as processes; stops them all at the end."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def view(self, namespace: str) -> PodView:
+        view = PodView(namespace, self.state / "volumes")
+        view.objects = snapshot(namespace)
+        return view
+
+    def start(
+        self,
+        namespace: str,
+        pod: dict[str, Any],
+        container: str,
+        program: Path | str,
+        extra: list[str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        log = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
+        process = container_process(self.view(namespace), pod, container, str(program), log, extra)
+        self.processes.append(process)
+        return process
+
+    def log(self, pod: dict[str, Any], container: str) -> str:
+        path = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]:
+    running = Pods(tmp_path_factory.mktemp("pods"))
+    yield running
+    running.stop_all()
+
+
+def api_credentials(state: Path) -> list[str]:
+    """The operator's out-of-cluster flags for the test cluster's API server and client cert."""
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    files = {}
+    for flag, data in (
+        ("ca-file", cluster["certificate-authority-data"]),
+        ("cert-file", user["client-certificate-data"]),
+        ("key-file", user["client-key-data"]),
+    ):
+        files[flag] = state / f"api-{flag}"
+        files[flag].write_bytes(base64.b64decode(data))
+        files[flag].chmod(0o600)
+    return [f"--apiserver={cluster['server']}", *(f"--{flag}={path}" for flag, path in files.items())]
+
+
+def webhook_certificate(deployment: dict[str, Any], state: Path) -> None:
+    """The Secret the chart's admission-webhook certgen Job writes (ca, cert, key)."""
+    volumes = deployment["spec"]["template"]["spec"].get("volumes", [])
+    [secret] = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+    service = deployment["metadata"]["name"]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={service}",
+         "-addext", f"subjectAltName=DNS:{service},DNS:{service}.{MONITORING}.svc",
+         "-keyout", state / "webhook.key", "-out", state / "webhook.crt"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    crt, key = (state / "webhook.crt").read_text(), (state / "webhook.key").read_text()
+    manifest = kubectl(
+        "create", "secret", "generic", secret, "-n", MONITORING, "--dry-run=client", "-o", "yaml",
+        f"--from-literal=ca={crt}", f"--from-literal=cert={crt}", f"--from-literal=key={key}",
+    )  # fmt: skip
+    kubectl("apply", "-f", "-", stdin=manifest)
+
+
+@pytest.fixture(scope="module")
+def operator(pods: Pods) -> dict[str, Any]:
+    """The chart's prometheus-operator Deployment, its pod running the real operator."""
+    [deployment] = [
+        d
+        for d in json.loads(kubectl("get", "deployments", "-n", MONITORING, "-o", "json"))["items"]
+        if any("--prometheus-config-reloader" in a for c in d["spec"]["template"]["spec"]["containers"]
+               for a in c.get("args", []))
+    ]  # fmt: skip
+    webhook_certificate(deployment, pods.state)
+    pod = wait_until(
+        "operator pod", lambda: running_pod(MONITORING, deployment["spec"]["selector"]["matchLabels"])
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    binary = BIN / f"prometheus-operator-{VERSIONS['PROMETHEUS_OPERATOR_VERSION']}"
+    process = pods.start(MONITORING, pod, container["name"], binary, api_credentials(pods.state))
+    time.sleep(2)
+    assert process.poll() is None, pods.log(pod, container["name"])
+    return pod
+
+
+@pytest.fixture(scope="module")
+def prometheus_cr(operator: dict[str, Any]) -> dict[str, Any]:
+    [item] = json.loads(kubectl("get", "prometheuses", "-n", MONITORING, "-o", "json"))["items"]
+    return item
+
+
+def configuration(prometheus_cr: dict[str, Any]) -> dict[str, Any] | None:
+    name = f"prometheus-{prometheus_cr['metadata']['name']}"
+    found = subprocess.run(
+        ["kubectl", "get", "secret", name, "-n", MONITORING, "-o", "jsonpath={.data.prometheus\\.yaml\\.gz}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if found.returncode or not found.stdout:
+        return None
+    return yaml.safe_load(gzip.decompress(base64.b64decode(found.stdout)))
+
+
+def localised(value: Any, view: PodView, mounts: dict[str, Path]) -> Any:
+    """The configuration with the pod's file paths (rule files, CA files, tokens) made local."""
+    if isinstance(value, dict):
+        return {k: localised(v, view, mounts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [localised(v, view, mounts) for v in value]
+    return view.localise(value, mounts) if isinstance(value, str) and value.startswith("/") else value
+
+
+@pytest.fixture(scope="module")
+def prometheus(pods: Pods, prometheus_cr: dict[str, Any]) -> str:
+    """The operator's Prometheus pod, run: its init container writes the configuration out,
+    then Prometheus starts on it. Returns Prometheus's URL."""
+    name = prometheus_cr["metadata"]["name"]
+    wait_until("configuration from the operator", lambda: configuration(prometheus_cr), timeout=180)
+    selector = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": name}
+    pod = wait_until("Prometheus pod", lambda: running_pod(MONITORING, selector), timeout=180)
+    reloader = BIN / f"prometheus-config-reloader-{VERSIONS['PROMETHEUS_OPERATOR_VERSION']}"
+    init = pods.start(MONITORING, pod, "init-config-reloader", reloader)
+    assert init.wait(timeout=60) == 0, pods.log(pod, "init-config-reloader")
+
+    view = pods.view(MONITORING)
+    spec = pod["spec"]
+    [container] = [c for c in spec["containers"] if c["name"] == "prometheus"]
+    mounts = view.volumes(pod["metadata"]["name"], spec, container)
+    written = mounts["/etc/prometheus/config_out"] / "prometheus.env.yaml"
+    config = localised(yaml.safe_load(written.read_text()), view, mounts)
+    for job in config.get("scrape_configs", []) + config.get("alerting", {}).get("alertmanagers", []):
+        for sd in job.get("kubernetes_sd_configs", []):
+            sd["kubeconfig_file"] = os.environ["KUBECONFIG"]
+    written.write_text(yaml.safe_dump(config))
+
+    ip = pod["status"]["podIP"]
+    binary = BIN / f"prometheus-{VERSIONS['PROMETHEUS_VERSION']}"
+    process = pods.start(MONITORING, pod, "prometheus", binary, [f"--web.listen-address={ip}:9090"])
+    url = f"http://{ip}:9090"
+
+    def ready() -> bool:
+        assert process.poll() is None, pods.log(pod, "prometheus")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_until("ready Prometheus", ready, timeout=60)
+    return url
+
+
+@pytest.fixture(scope="module")
+def taskplaner(pods: Pods) -> dict[str, Any]:
+    """The app's pod, run: TaskPlaner as the chart starts it (the venv's `taskplaner`, which the
+    image's entrypoint is), on its pod's address, data in the pod's volume folder."""
+    deployment = json.loads(kubectl("get", "deployment", APP, "-n", APP, "-o", "json"))
+    pod = wait_until(
+        "TaskPlaner pod", lambda: running_pod(APP, deployment["spec"]["selector"]["matchLabels"])
+    )
+    program = Path(sys.executable).with_name("taskplaner")
+    process = pods.start(APP, pod, "taskplaner", program)
+    url = f"http://{pod['status']['podIP']}:8080"
+
+    def ready() -> bool:
+        assert process.poll() is None, pods.log(pod, "taskplaner")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_until("ready TaskPlaner", ready, timeout=60)
+    return {"pod": pod, "process": process, "url": url}
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(
+        f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql}), timeout=10
+    ) as response:
+        return json.loads(response.read())["data"]["result"]
+
+
+def api(prometheus: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{prometheus}/api/v1/{path}", timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+def test_the_operator_writes_a_scrape_job_for_every_service_monitor(prometheus: str, prometheus_cr):
+    config = configuration(prometheus_cr)
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    monitors = json.loads(kubectl("get", "servicemonitors", "-A", "-o", "json"))["items"]
+    expected = {
+        f"serviceMonitor/{m['metadata']['namespace']}/{m['metadata']['name']}/{i}"
+        for m in monitors
+        for i, _ in enumerate(m["spec"]["endpoints"])
+    }
+    assert f"serviceMonitor/{APP}/{APP}/0" in expected
+    assert expected <= jobs, expected - jobs
+
+
+def test_prometheus_scrapes_taskplaner_with_the_charts_token(prometheus: str, taskplaner):
+    request = urllib.request.Request(f"{taskplaner['url']}/metrics")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 401  # without the token the app refuses to answer
+
+    up = wait_until(
+        "successful scrape of TaskPlaner",
+        lambda: [
+            r for r in query(prometheus, f'up{{namespace="{APP}", job="{APP}"}}') if r["value"][1] == "1"
+        ],
+        timeout=90,
+        every=2,
+    )
+    assert up[0]["metric"]["pod"] == taskplaner["pod"]["metadata"]["name"]
+    assert up[0]["metric"]["instance"] == f"{taskplaner['pod']['status']['podIP']}:8080"
+    # the app's own series arrive with the labels the dashboard and alerts select on
+    families = {r["metric"]["__name__"] for r in query(prometheus, f'{{namespace="{APP}", job="{APP}"}}')}
+    assert {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "taskplaner_upkeep_failures_total",
+    } <= families
+
+
+def app_rules(prometheus: str) -> dict[str, dict[str, Any]]:
+    groups = [g for g in api(prometheus, "rules")["groups"] if g["name"] == "taskplaner"]
+    evaluated = groups and not groups[0]["lastEvaluation"].startswith("0001")
+    return {r["name"]: r for r in groups[0]["rules"]} if evaluated else {}
+
+
+def test_the_apps_alert_rules_load_and_evaluate(prometheus: str, taskplaner):
+    rules = wait_until("evaluated taskplaner rule group", lambda: app_rules(prometheus), timeout=90, every=2)
+    assert set(rules) == {
+        "TaskPlanerDown",
+        "TaskPlanerErrorRatio",
+        "TaskPlanerSlow",
+        "TaskPlanerUpkeepFailing",
+    }
+    assert {name: r["health"] for name, r in rules.items() if r["health"] != "ok"} == {}
+    # Until the first scrape, absent(up) holds and TaskPlanerDown is pending (its `for: 5m`
+    # keeps that from firing); once the app has been scraped it is inactive.
+    wait_until(
+        "TaskPlanerDown inactive with the app up",
+        lambda: app_rules(prometheus)["TaskPlanerDown"]["state"] == "inactive",
+        timeout=120,
+        every=3,
+    )
+
+
+def test_no_series_arrives_twice(prometheus: str, taskplaner):
+    """Measured on what Prometheus really scraped. Every Go program serves its own runtime and
+    process families (go_*, process_*): those names come from each program's job once (here
+    Prometheus's and the operator's), which is right. What must not happen is one program's
+    series arriving under two jobs (k3s's shared registry, a Service scraped twice): no address
+    is a target of two jobs, and apart from those runtime families no name comes from two jobs."""
+    # TaskPlaner, Prometheus itself and the operator answer here (the other targets run nowhere)
+    expected = {APP, "kube-prometheus-stack-prometheus", "kube-prometheus-stack-operator"}
+    try:
+        wait_until(
+            "a scrape of each running program",
+            lambda: {r["metric"]["job"] for r in query(prometheus, "up == 1")} >= expected,
+            timeout=90,
+            every=3,
+        )
+    except AssertionError:
+        targets = api(prometheus, "targets")["activeTargets"]
+        raise AssertionError(
+            [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t["lastError"]) for t in targets]
+        ) from None
+
+    targets = api(prometheus, "targets")["activeTargets"]
+    jobs_of_url: dict[str, set[str]] = {}
+    for target in targets:
+        jobs_of_url.setdefault(target["scrapeUrl"], set()).add(target["labels"]["job"])
+    assert len(targets) >= 10, len(targets)
+    assert {url: jobs for url, jobs in jobs_of_url.items() if len(jobs) > 1} == {}
+
+    # every scraped name, leaving out the series Prometheus makes about each target itself
+    # (up, scrape_*) and recording rules' results (level:metric:operation names)
+    scraped = '{__name__=~".+", __name__!~"up|scrape_.*|.*:.*"}'
+    assert len(query(prometheus, f"count by (__name__) ({scraped})")) > 100
+    twice = {
+        r["metric"]["__name__"]
+        for r in query(prometheus, f"count by (__name__) (count by (__name__, job) ({scraped})) > 1")
+    }
+    assert {name for name in twice if not name.startswith(("go_", "process_"))} == set()
+    assert "go_goroutines" in twice  # two Go programs were scraped, so the check above can fail
+    one_target_two_jobs = query(
+        prometheus, f"count by (__name__, instance) (count by (__name__, instance, job) ({scraped})) > 1"
+    )
+    assert one_target_two_jobs == []
+
+
+def test_taskplaner_down_fires_when_the_app_stops(prometheus: str, taskplaner):
+    """Stopping the app's process makes the next scrape fail; TaskPlanerDown becomes pending at
+    the next evaluation (it fires after its `for: 5m`, which promtool's test of the rule shows)."""
+    taskplaner["process"].terminate()
+    taskplaner["process"].wait(timeout=15)
+
+    def pending() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in api(prometheus, "alerts")["alerts"]
+            if a["labels"]["alertname"] == "TaskPlanerDown" and a["state"] in ("pending", "firing")
+        ]
+
+    [alert] = wait_until("TaskPlanerDown alert", pending, timeout=150, every=3)
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["namespace"] == APP
