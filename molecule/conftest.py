@@ -251,9 +251,9 @@ def scrape_targets(cluster: Cluster) -> list[ScrapeTarget]:
     prometheus-operator's endpoints discovery does: namespaceSelector and selector pick Services,
     their EndpointSlices give the addresses of the named port, and the job is the Service label
     named by jobLabel, else the Service's name. Two objects a host has are added as made there:
-    no operator runs here, so the kubelet Service it keeps (one address per node, port
-    https-metrics 10250), and the API server's slice for `default/kubernetes` (the test cluster's
-    API server listens on loopback, which an EndpointSlice may not hold)."""
+    the kubelet Service the operator keeps (one address per node, port https-metrics 10250),
+    unless a real operator made it, and the API server's slice for `default/kubernetes` (the
+    test cluster's API server listens on loopback, which an EndpointSlice may not hold)."""
     services = cluster.items("services")
     slices = cluster.items("endpointslices")
     if not any(
@@ -266,28 +266,34 @@ def scrape_targets(cluster: Cluster) -> list[ScrapeTarget]:
                 "endpoints": [{"addresses": ["10.0.0.1"]}],
             }
         )
-    kubelet = {
-        "metadata": {
-            "name": "kubelet",
-            "namespace": "kube-system",
-            "labels": {"k8s-app": "kubelet", "app.kubernetes.io/name": "kubelet"},
+    # the operator's kubelet Service, unless a real operator made it (site's telemetry test)
+    if not any(
+        svc["metadata"]["namespace"] == "kube-system"
+        and svc["metadata"].get("labels", {}).get("k8s-app") == "kubelet"
+        for svc in services
+    ):
+        kubelet = {
+            "metadata": {
+                "name": "kubelet",
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kubelet", "app.kubernetes.io/name": "kubelet"},
+            }
         }
-    }
-    slices.append(
-        {
-            "metadata": {"namespace": "kube-system", "labels": {"kubernetes.io/service-name": "kubelet"}},
-            "ports": [{"name": "https-metrics", "port": 10250}],
-            "endpoints": [
-                {
-                    "addresses": [
-                        a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"
-                    ]
-                }
-                for node in cluster.items("nodes")
-            ],
-        }
-    )
-    services.append(kubelet)
+        slices.append(
+            {
+                "metadata": {"namespace": "kube-system", "labels": {"kubernetes.io/service-name": "kubelet"}},
+                "ports": [{"name": "https-metrics", "port": 10250}],
+                "endpoints": [
+                    {
+                        "addresses": [
+                            a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"
+                        ]
+                    }
+                    for node in cluster.items("nodes")
+                ],
+            }
+        )
+        services.append(kubelet)
     targets = []
     for monitor in cluster.items("servicemonitors"):
         spec, home = monitor["spec"], monitor["metadata"]["namespace"]

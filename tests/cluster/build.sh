@@ -172,6 +172,16 @@ build_prometheus() {
     -o "$bin/prometheus-$version" github.com/prometheus/prometheus/cmd/prometheus
 }
 
+# Traefik, as k3s runs it in front of the apps (its Ingress and CRD providers); no cgo.
+build_traefik() {
+  wrapper_module "$cache/src/traefik-$TRAEFIK_VERSION" github.com/traefik/traefik/v3 "$TRAEFIK_VERSION"
+  printf 'package main\n\nfunc main() {}\n' > main.go
+  go get "github.com/traefik/traefik/v3/cmd/traefik@$TRAEFIK_VERSION"
+  CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=${TRAEFIK_VERSION#v}" \
+    -o "$bin/traefik-$TRAEFIK_VERSION" github.com/traefik/traefik/v3/cmd/traefik
+}
+
 # Alloy's own configuration parser, wrapped by tests/alloy (a few lines of Go): the alloy role's
 # tests check the configuration it renders with it.
 build_alloy_syntax_check() {
@@ -194,10 +204,11 @@ case "$what" in
     run_build prometheus-config-reloader "$PROMETHEUS_OPERATOR_VERSION" \
       build_prometheus_operator prometheus-config-reloader prometheus-config-reloader ;;
   prometheus) run_build prometheus "$PROMETHEUS_VERSION" build_prometheus ;;
+  traefik) run_build traefik "$TRAEFIK_VERSION" build_traefik ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
-             gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus alloy-syntax-check; do
+             gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus traefik alloy-syntax-check; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;
