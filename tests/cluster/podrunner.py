@@ -34,6 +34,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,6 +373,85 @@ def container_process(
             stderr=subprocess.STDOUT,
             cwd=log.parent,
         )
+
+
+# -- for tests: a pod's containers started once, checked, stopped ----------------------------
+def kubectl(*argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["kubectl", *argv], input=stdin, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120, every: float = 1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s")
+        time.sleep(every)
+
+
+def answers(process: subprocess.Popen[bytes], url: str, log: str) -> bool:
+    """Whether a started program answers 200 at `url` yet; fails, showing its log, if it exited."""
+    assert process.poll() is None, f"exited with {process.returncode}:\n{log}"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (http URLs the tests make)
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def running_pod(namespace: str, selector: dict[str, str]) -> dict[str, Any] | None:
+    labels = ",".join(f"{k}={v}" for k, v in selector.items())
+    for pod in json.loads(kubectl("get", "pods", "-n", namespace, "-l", labels, "-o", "json"))["items"]:
+        if (
+            pod["status"].get("phase") == "Running"
+            and pod["status"].get("podIP")
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
+            return pod
+    return None
+
+
+class Pods:
+    """Starts containers of the cluster's pods as processes; stops them all at the end."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def view(self, namespace: str) -> PodView:
+        view = PodView(namespace, self.state / "volumes")
+        view.objects = snapshot(namespace)
+        return view
+
+    def start(
+        self,
+        namespace: str,
+        pod: dict[str, Any],
+        container: str,
+        program: Path | str,
+        extra: list[str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        log = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
+        process = container_process(self.view(namespace), pod, container, str(program), log, extra)
+        self.processes.append(process)
+        return process
+
+    def log(self, pod: dict[str, Any], container: str) -> str:
+        path = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def expand(value: str, env: dict[str, str]) -> str:

@@ -35,7 +35,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ import yaml
 
 CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
 sys.path.insert(0, str(CLUSTER))
-from podrunner import PodView, container_process, snapshot  # noqa: E402 (found through the path above)
+from podrunner import Pods, PodView, answers, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
 
 MONITORING = "monitoring"
 APP = "taskplaner"
@@ -56,81 +55,6 @@ VERSIONS = dict(
     for line in (CLUSTER / "versions.env").read_text().splitlines()
     if line and not line.startswith("#")
 )
-
-
-def kubectl(*argv: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["kubectl", *argv], input=stdin, capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120, every: float = 1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} after {timeout:.0f} s")
-        time.sleep(every)
-
-
-def running_pod(namespace: str, selector: dict[str, str]) -> dict[str, Any] | None:
-    labels = ",".join(f"{k}={v}" for k, v in selector.items())
-    for pod in json.loads(kubectl("get", "pods", "-n", namespace, "-l", labels, "-o", "json"))["items"]:
-        if (
-            pod["status"].get("phase") == "Running"
-            and pod["status"].get("podIP")
-            and not pod["metadata"].get("deletionTimestamp")
-        ):
-            return pod
-    return None
-
-
-class Pods:
-    """Starts containers of the cluster's pods as processes; stops them all at the end."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def view(self, namespace: str) -> PodView:
-        view = PodView(namespace, self.state / "volumes")
-        view.objects = snapshot(namespace)
-        return view
-
-    def start(
-        self,
-        namespace: str,
-        pod: dict[str, Any],
-        container: str,
-        program: Path | str,
-        extra: list[str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        log = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
-        process = container_process(self.view(namespace), pod, container, str(program), log, extra)
-        self.processes.append(process)
-        return process
-
-    def log(self, pod: dict[str, Any], container: str) -> str:
-        path = self.state / "logs" / f"{pod['metadata']['name']}-{container}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-@pytest.fixture(scope="module")
-def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]:
-    running = Pods(tmp_path_factory.mktemp("pods"))
-    yield running
-    running.stop_all()
 
 
 def api_credentials(state: Path) -> list[str]:
@@ -243,40 +167,8 @@ def prometheus(pods: Pods, prometheus_cr: dict[str, Any]) -> str:
     process = pods.start(MONITORING, pod, "prometheus", binary, [f"--web.listen-address={ip}:9090"])
     url = f"http://{ip}:9090"
 
-    def ready() -> bool:
-        assert process.poll() is None, pods.log(pod, "prometheus")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    wait_until("ready Prometheus", ready, timeout=60)
+    wait_until("ready Prometheus", lambda: answers(process, f"{url}/-/ready", pods.log(pod, "prometheus")))
     return url
-
-
-@pytest.fixture(scope="module")
-def taskplaner(pods: Pods) -> dict[str, Any]:
-    """The app's pod, run: TaskPlaner as the chart starts it (the venv's `taskplaner`, which the
-    image's entrypoint is), on its pod's address, data in the pod's volume folder."""
-    deployment = json.loads(kubectl("get", "deployment", APP, "-n", APP, "-o", "json"))
-    pod = wait_until(
-        "TaskPlaner pod", lambda: running_pod(APP, deployment["spec"]["selector"]["matchLabels"])
-    )
-    program = Path(sys.executable).with_name("taskplaner")
-    process = pods.start(APP, pod, "taskplaner", program)
-    url = f"http://{pod['status']['podIP']}:8080"
-
-    def ready() -> bool:
-        assert process.poll() is None, pods.log(pod, "taskplaner")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    wait_until("ready TaskPlaner", ready, timeout=60)
-    return {"pod": pod, "process": process, "url": url}
 
 
 def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
