@@ -180,6 +180,16 @@ NODE
     >"$run/logs/node.log" 2>&1 || fail "removing the not-ready taint" "$run/logs/node.log"
 }
 
+# Traefik's own CRDs (IngressRoute, Middleware, TLSOption, ...), from the module its binary is built
+# from, as k3s installs them with its Traefik chart: the roles' Middlewares are checked against
+# the real schema, and the Traefik the site scenario runs finds every kind it watches.
+up_traefik_crds() {
+  local crds
+  crds="$(go env GOMODCACHE)/github.com/traefik/traefik/v3@$TRAEFIK_VERSION/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml"
+  kubectl_ apply --server-side -f "$crds" >"$run/logs/traefik-crds.log" 2>&1 \
+    || fail "applying Traefik's CRDs from $crds" "$run/logs/traefik-crds.log"
+}
+
 # Pods get their addresses from the node's podCIDR (kwok takes it from there), a range this host
 # takes as its own (a "local" route on the loopback device, as AnyIP): a process bound to a
 # pod's address is that pod to every client. RFC 2544's benchmarking range, which no LAN uses.
@@ -348,6 +358,7 @@ case "${1:-}" in
     find_charts
     up_pod_network
     up_kubernetes
+    up_traefik_crds
     up_gitea gitea "$GITEA_VERSION" GITEA
     up_gitea gitea-previous "$GITEA_PREVIOUS_VERSION" GITEA_PREVIOUS
     up_argocd_runner
