@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -42,6 +42,8 @@ class _StoreCollector(Collector):
 class Metrics:
     def __init__(self, db: Database) -> None:
         self.registry = CollectorRegistry()
+        # process_*: memory, CPU, open files and the start time, which the dashboard shows
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "http_requests_total", "HTTP requests by method, route template and status.",
             ["method", "route", "status"], registry=self.registry,

@@ -27,6 +27,9 @@ def test_metrics_follow_prometheus_conventions(app, client):
     assert 'taskplaner_items{status="none",type="note"} 1.0' in text
     assert 'taskplaner_items{status="open",type="task"} 1.0' in text
     assert "taskplaner_attachment_stored_bytes 0.0" in text
+    # the process's own figures: the dashboard's memory and "since the last upkeep" panels
+    assert "process_resident_memory_bytes " in text
+    assert "process_start_time_seconds " in text
 
 
 def test_readyz_reports_low_disk_as_503(tmp_path):
