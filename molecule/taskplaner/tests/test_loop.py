@@ -18,7 +18,9 @@ import requests
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "cluster"))
 from gitea_repo import CHART, Repository
+from podrunner import wait_until
 
 NS = "taskplaner"
 SERVER = os.environ["ARGOCD_SERVER_URL"]
@@ -30,14 +32,7 @@ def application(cluster) -> dict[str, Any]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(1)
+    return wait_until(what, check, timeout)
 
 
 def synced_and_healthy(cluster, revision: str | None = None) -> dict[str, Any] | None:
