@@ -26,16 +26,20 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import bcrypt
 import pytest
 import yaml
 
 CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
 sys.path.insert(0, str(CLUSTER))
-from podrunner import free_port, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
+from podrunner import answers, free_port, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
 
 APP = "taskplaner"
 LOKI = "loki"
@@ -56,8 +60,8 @@ def go_module(module: str, version: str) -> Path:
 
 
 class Traefik:
-    def __init__(self, host: str, web: int, websecure: int, ca: Path) -> None:
-        self.host, self.web, self.websecure, self.ca = host, web, websecure, ca
+    def __init__(self, host: str, web: int, websecure: int, ca: Path, metrics: int) -> None:
+        self.host, self.web, self.websecure, self.ca, self.metrics = host, web, websecure, ca, metrics
 
     def request(
         self, path: str, *curl: str, caller: str = "127.0.0.2", tls: bool = True, host: str = ""
@@ -142,7 +146,7 @@ def traefik(taskplaner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     apply({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "traefik"},
            "spec": {"controller": "traefik.io/ingress-controller"}})  # fmt: skip
 
-    web, websecure = free_port(), free_port()
+    web, websecure, metrics = free_port(), free_port(), free_port()
     binary = BIN / f"traefik-{versions()['TRAEFIK_VERSION']}"
     logfile = state / "traefik.log"
     with logfile.open("wb") as log:
@@ -152,12 +156,15 @@ def traefik(taskplaner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
              "--entryPoints.websecure.http.tls=true",
              "--providers.kubernetescrd", "--providers.kubernetescrd.allowEmptyServices=true",
              "--providers.kubernetesingress", "--providers.kubernetesingress.allowEmptyServices=true",
+             # what the monitoring role's HelmChartConfig asks of k3s's chart
+             f"--entryPoints.metrics.address=127.0.0.1:{metrics}", "--metrics.prometheus=true",
+             "--metrics.prometheus.entryPoint=metrics", "--metrics.prometheus.addRoutersLabels=true",
              "--log.level=INFO", *traefik_access(state)],
             # without KUBECONFIG, Traefik uses the endpoint, token and CA it was given
             env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    proxy = Traefik(host, web, websecure, crt)
+    proxy = Traefik(host, web, websecure, crt, metrics)
 
     def routed() -> bool:
         assert process.poll() is None, logfile.read_text()[-3000:]
@@ -247,6 +254,22 @@ def test_loki_behind_traefik_lets_each_role_reach_only_its_own_paths(traefik: Tr
     assert call(delete, *pusher, method="POST") == "404"
     assert [path for _, path, _ in loki.seen] == ["/loki/api/v1/push"]
 
+    # a reader, as the loki role writes one into the read role's Secret (its bcrypt line;
+    # the role's output itself is checked in the loki scenario)
+    secret = json.loads(kubectl("get", "secret", "loki-read-users", "-n", LOKI, "-o", "json"))
+    hashed = bcrypt.hashpw(b"a-reader-password", bcrypt.gensalt()).decode().replace("$2b$", "$2y$", 1)
+    line = f"grafana-cloud:{hashed}"  # the role writes $2y$ hashes, as htpasswd does
+    patch = {"data": {"users": base64.b64encode(line.encode()).decode()}}
+    kubectl("patch", "secret", "loki-read-users", "-n", LOKI, "--type=merge", "-p", json.dumps(patch))
+    try:
+        reader = ("-u", "grafana-cloud:a-reader-password")
+        assert wait_until("the reader let in", lambda: call(query, *reader) == "200", timeout=30)
+        assert loki.seen[-1][1].startswith("/loki/api/v1/query")
+        assert call(push, *reader, method="POST") == "401"  # a reader cannot push
+    finally:
+        restore = {"data": {"users": secret["data"]["users"]}}
+        kubectl("patch", "secret", "loki-read-users", "-n", LOKI, "--type=merge", "-p", json.dumps(restore))
+
 
 def test_https_terminates_at_traefik_with_the_ingress_certificate(traefik: Traefik):
     # curl trusts only the test certificate, so this passes only with the Ingress's own Secret
@@ -301,3 +324,47 @@ def test_uploads_over_the_apps_limit_stop_at_traefik(traefik: Traefik, taskplane
         "--data-binary", f"@{body}", caller="127.0.0.3",
     )  # fmt: skip
     assert answer["status"] == "413", answer
+
+
+def test_traefiks_dashboard_shows_the_traffic(traefik: Traefik, tmp_path):
+    """#16 path 4 for the Traefik dashboard the monitoring role ships: after the requests above,
+    each of its PromQL queries returns series. A real Prometheus scrapes the real Traefik's
+    metrics entry point every second; its target is static here (the operator's discovery of
+    Traefik's metrics Service, which k3s's chart makes, cannot run without that chart)."""
+    dashboard = json.loads(
+        (CLUSTER.parents[1] / "roles/monitoring/files/dashboards/traefik.json").read_text()
+    )
+    queries = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(queries) >= 4
+    for path in ("/healthz", "/no-such-page", "/readyz"):
+        traefik.request(path)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    target = {"targets": [f"127.0.0.1:{traefik.metrics}"]}
+    scrape = {"job_name": "traefik", "static_configs": [target]}
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]}))
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        prometheus = subprocess.Popen(
+            [BIN / f"prometheus-{versions()['PROMETHEUS_VERSION']}", f"--config.file={config}",
+             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until("ready Prometheus", lambda: answers(prometheus, f"{url}/-/ready", ""), timeout=60)
+
+        def results(promql: str) -> list[Any]:
+            with urllib.request.urlopen(
+                f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+            ) as r:
+                return json.loads(r.read())["data"]["result"]
+
+        # rate() needs two scrapes after the requests
+        wait_until("two scrapes", lambda: results("count_over_time(up[1m]) >= 3"), timeout=30)
+        for path in ("/healthz", "/notes"):  # traffic inside the window rate() reads
+            traefik.request(path)
+        time.sleep(2.5)
+        assert [title for title, promql in queries if not results(promql)] == []
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=15)
