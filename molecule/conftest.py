@@ -1,5 +1,6 @@
 """Helpers shared by every scenario's testinfra tests: re-run the scenario's converge playbook
-with extra arguments (check mode, bad input) and read its recap."""
+with extra arguments (check mode, bad input) and read its recap; read the cluster; run its pods
+as processes (tests/cluster/podrunner.py; the site scenario's telemetry and ingress tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "tests" / "cluster"))
+from podrunner import Pods, answers, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
+
+APP = "taskplaner"
 
 Converge = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -327,3 +332,26 @@ def scrape_targets(cluster: Cluster) -> list[ScrapeTarget]:
                                 for ip in ep["addresses"]
                             ]
     return targets
+
+
+@pytest.fixture(scope="module")
+def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]:
+    running = Pods(tmp_path_factory.mktemp("pods"))
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="module")
+def taskplaner(pods: Pods) -> dict[str, Any]:
+    """The app's pod, run: TaskPlaner as the chart starts it (the venv's `taskplaner`, which the
+    image's entrypoint is), on its pod's address, data in the pod's volume folder."""
+    deployment = json.loads(kubectl("get", "deployment", APP, "-n", APP, "-o", "json"))
+    pod = wait_until(
+        "TaskPlaner pod", lambda: running_pod(APP, deployment["spec"]["selector"]["matchLabels"])
+    )
+    program = Path(sys.executable).with_name("taskplaner")
+    process = pods.start(APP, pod, "taskplaner", program)
+    url = f"http://{pod['status']['podIP']}:8080"
+
+    wait_until("ready TaskPlaner", lambda: answers(process, f"{url}/readyz", pods.log(pod, "taskplaner")))
+    return {"pod": pod, "process": process, "url": url}
