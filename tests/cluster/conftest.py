@@ -60,4 +60,8 @@ def apply_chart_crds(env: dict[str, str], role: str) -> None:
     """The CRDs the real chart a role pins brings, applied as the roles apply them."""
     crds = run(env, "helm", "show", "crds", str(chart_archive(env, role))).stdout
     assert "kind: CustomResourceDefinition" in crds, role
-    run(env, "kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-", input=crds)
+    applied = run(
+        env, "kubectl", "apply", "--server-side", "--force-conflicts", "-o", "name", "-f", "-", input=crds
+    )
+    # a new kind is served only once its CRD is Established (a dry run right after would not find it)
+    run(env, "kubectl", "wait", "--for=condition=Established", "--timeout=60s", *applied.stdout.split())
