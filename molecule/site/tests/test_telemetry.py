@@ -254,7 +254,8 @@ def test_no_series_arrives_twice(prometheus: str, taskplaner):
     process families (go_*, process_*): those names come from each program's job once (here
     Prometheus's and the operator's), which is right. What must not happen is one program's
     series arriving under two jobs (k3s's shared registry, a Service scraped twice): no address
-    is a target of two jobs, and apart from those runtime families no name comes from two jobs."""
+    is a target of two scrape configurations, and apart from those runtime families no name
+    comes from two jobs."""
     # TaskPlaner, Prometheus itself and the operator answer here (the other targets run nowhere)
     expected = {APP, "kube-prometheus-stack-prometheus", "kube-prometheus-stack-operator"}
     try:
@@ -270,12 +271,14 @@ def test_no_series_arrives_twice(prometheus: str, taskplaner):
             [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t["lastError"]) for t in targets]
         ) from None
 
+    # one address, one scrape configuration (two ServiceMonitors on one Service give two, even
+    # with one job label)
     targets = api(prometheus, "targets")["activeTargets"]
-    jobs_of_url: dict[str, set[str]] = {}
+    pools_of_url: dict[str, set[str]] = {}
     for target in targets:
-        jobs_of_url.setdefault(target["scrapeUrl"], set()).add(target["labels"]["job"])
+        pools_of_url.setdefault(target["scrapeUrl"], set()).add(target["scrapePool"])
     assert len(targets) >= 10, len(targets)
-    assert {url: jobs for url, jobs in jobs_of_url.items() if len(jobs) > 1} == {}
+    assert {url: pools for url, pools in pools_of_url.items() if len(pools) > 1} == {}
 
     # every scraped name, leaving out the series Prometheus makes about each target itself
     # (up, scrape_*) and recording rules' results (level:metric:operation names)
