@@ -160,6 +160,14 @@ class PodView:
             mounts[mount["mountPath"]] = local
         return mounts
 
+    def arguments(self, container: dict[str, Any], env: dict[str, str], mounts: dict[str, Path]) -> list[str]:
+        """The container's command and arguments, made local, without the image's program (a
+        leading absolute path), which the caller's local binary stands for."""
+        argv = [*container.get("command", []), *container.get("args", [])]
+        if argv and argv[0].startswith("/"):
+            argv = argv[1:]
+        return [self.localise(expand(a, env), mounts) for a in argv]
+
     def write_token(self, target: Path, account: str) -> None:
         """A token of the pod's service account, as the kubelet projects it (once: it lasts an hour)."""
         if target.exists():
@@ -261,11 +269,7 @@ class Runner:
                 env[variable] = str(mounts[path])
         Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
         # the image's program (command, else the first argument that is a path) → the local binary
-        argv = [*container.get("command", []), *container.get("args", [])]
-        if argv and argv[0].startswith("/"):
-            argv = argv[1:]
-        args = [self.view.localise(expand(a, env), mounts) for a in argv]
-        return [workload.program, *args, *workload.extra_args], env
+        return [workload.program, *self.view.arguments(container, env, mounts), *workload.extra_args], env
 
     # -- the loop -----------------------------------------------------------------------------
     def ensure_redis_secret(self) -> None:
@@ -360,10 +364,7 @@ def container_process(
     mounts = view.volumes(pod["metadata"]["name"], spec, container)
     fields = {"metadata.name": pod["metadata"]["name"], "status.podIP": ip}
     env = {k: own_address(v, ip) for k, v in view.environment(container, mounts, fields).items()}
-    argv = [*container.get("command", []), *container.get("args", [])]
-    if argv and argv[0].startswith("/"):
-        argv = argv[1:]  # the image's program, which `program` stands for
-    args = [own_address(view.localise(expand(a, env), mounts), ip) for a in argv]
+    args = [own_address(a, ip) for a in view.arguments(container, env, mounts)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -376,6 +377,20 @@ def container_process(
 
 
 # -- for tests: a pod's containers started once, checked, stopped ----------------------------
+def versions() -> dict[str, str]:
+    """tests/cluster/versions.env as a dict."""
+    lines = (Path(__file__).with_name("versions.env")).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def cluster_binary(name: str, version_key: str) -> Path:
+    """A binary tests/cluster/build.sh built: <its bin folder>/<name>-<version>."""
+    folder = subprocess.run(
+        [Path(__file__).with_name("build.sh"), "path"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    return Path(folder) / f"{name}-{versions()[version_key]}"
+
+
 def kubectl(*argv: str, stdin: str | None = None) -> str:
     return subprocess.run(
         ["kubectl", *argv], input=stdin, capture_output=True, text=True, check=True, timeout=60

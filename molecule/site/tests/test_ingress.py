@@ -39,19 +39,11 @@ import yaml
 
 CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
 sys.path.insert(0, str(CLUSTER))
-from podrunner import answers, free_port, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
+from podrunner import answers, cluster_binary, free_port, kubectl, running_pod, versions, wait_until  # noqa: E402 (found through the path above)
 
 APP = "taskplaner"
 LOKI = "loki"
 TRAEFIK_NAMESPACE = "kube-system"
-BIN = Path(
-    subprocess.run([CLUSTER / "build.sh", "path"], capture_output=True, text=True, check=True).stdout.strip()
-)
-
-
-def versions() -> dict[str, str]:
-    lines = (CLUSTER / "versions.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def go_module(module: str, version: str) -> Path:
@@ -147,7 +139,7 @@ def traefik(taskplaner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
            "spec": {"controller": "traefik.io/ingress-controller"}})  # fmt: skip
 
     web, websecure, metrics = free_port(), free_port(), free_port()
-    binary = BIN / f"traefik-{versions()['TRAEFIK_VERSION']}"
+    binary = cluster_binary("traefik", "TRAEFIK_VERSION")
     logfile = state / "traefik.log"
     with logfile.open("wb") as log:
         process = subprocess.Popen(
@@ -345,7 +337,7 @@ def test_traefiks_dashboard_shows_the_traffic(traefik: Traefik, tmp_path):
     config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]}))
     with (tmp_path / "prometheus.log").open("wb") as log:
         prometheus = subprocess.Popen(
-            [BIN / f"prometheus-{versions()['PROMETHEUS_VERSION']}", f"--config.file={config}",
+            [cluster_binary("prometheus", "PROMETHEUS_VERSION"), f"--config.file={config}",
              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

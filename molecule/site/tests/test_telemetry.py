@@ -46,18 +46,10 @@ from PIL import Image
 
 CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
 sys.path.insert(0, str(CLUSTER))
-from podrunner import Pods, PodView, answers, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
+from podrunner import Pods, PodView, answers, cluster_binary, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
 
 MONITORING = "monitoring"
 APP = "taskplaner"
-BIN = Path(
-    subprocess.run([CLUSTER / "build.sh", "path"], capture_output=True, text=True, check=True).stdout.strip()
-)
-VERSIONS = dict(
-    line.split("=", 1)
-    for line in (CLUSTER / "versions.env").read_text().splitlines()
-    if line and not line.startswith("#")
-)
 
 
 def api_credentials(state: Path) -> list[str]:
@@ -109,7 +101,7 @@ def operator(pods: Pods) -> dict[str, Any]:
         "operator pod", lambda: running_pod(MONITORING, deployment["spec"]["selector"]["matchLabels"])
     )
     [container] = deployment["spec"]["template"]["spec"]["containers"]
-    binary = BIN / f"prometheus-operator-{VERSIONS['PROMETHEUS_OPERATOR_VERSION']}"
+    binary = cluster_binary("prometheus-operator", "PROMETHEUS_OPERATOR_VERSION")
     process = pods.start(MONITORING, pod, container["name"], binary, api_credentials(pods.state))
     time.sleep(2)
     assert process.poll() is None, pods.log(pod, container["name"])
@@ -150,7 +142,7 @@ def prometheus(pods: Pods, prometheus_cr: dict[str, Any]) -> str:
     wait_until("configuration from the operator", lambda: configuration(prometheus_cr), timeout=180)
     selector = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": name}
     pod = wait_until("Prometheus pod", lambda: running_pod(MONITORING, selector), timeout=180)
-    reloader = BIN / f"prometheus-config-reloader-{VERSIONS['PROMETHEUS_OPERATOR_VERSION']}"
+    reloader = cluster_binary("prometheus-config-reloader", "PROMETHEUS_OPERATOR_VERSION")
     init = pods.start(MONITORING, pod, "init-config-reloader", reloader)
     assert init.wait(timeout=60) == 0, pods.log(pod, "init-config-reloader")
 
@@ -166,7 +158,7 @@ def prometheus(pods: Pods, prometheus_cr: dict[str, Any]) -> str:
     written.write_text(yaml.safe_dump(config))
 
     ip = pod["status"]["podIP"]
-    binary = BIN / f"prometheus-{VERSIONS['PROMETHEUS_VERSION']}"
+    binary = cluster_binary("prometheus", "PROMETHEUS_VERSION")
     process = pods.start(MONITORING, pod, "prometheus", binary, [f"--web.listen-address={ip}:9090"])
     url = f"http://{ip}:9090"
 
