@@ -293,6 +293,41 @@ class Attachments:
                     removed_tmp += 1
         return {"blobs_removed": removed_blobs, "temp_files_removed": removed_tmp}
 
+    def absent(self, limit: int = 5) -> tuple[int, list[sqlite3.Row]]:
+        """Attachments whose image or thumbnail file is not on disk: how many, and the first
+        ``limit`` of them with their item. One stat per file; ``check`` also reads the bytes."""
+        count, first = 0, []
+        with self.db.snapshot() as conn:
+            for row in conn.execute(
+                    "SELECT a.id, a.item_id, a.hash, a.thumb_hash, a.filename, i.title"
+                    " FROM attachments a JOIN items i ON i.id = a.item_id ORDER BY a.id"):
+                if not (self.blobs.exists(row["hash"]) and self.blobs.exists(row["thumb_hash"])):
+                    count += 1
+                    if len(first) < limit:
+                        first.append(row)
+        return count, first
+
+    def require_present(self) -> None:
+        """409 naming the first attachment whose file is gone: an export without it would not
+        restore what the library shows, so none is made."""
+        count, first = self.absent(1)
+        if count:
+            row = first[0]
+            digest = row["hash"] if not self.blobs.exists(row["hash"]) else row["thumb_hash"]
+            raise AppError(
+                409, "missing_blobs",
+                f"{count} attachment file(s) are missing, first {digest[:12]}… of"
+                f" '{row['filename'][:80]}' (attachment {row['id']}) in item {row['item_id']};"
+                " nothing was exported. `taskplaner check` lists them and says how to repair")
+
+    def using(self, digests: list[str]) -> list[sqlite3.Row]:
+        """The attachments whose image or thumbnail is one of ``digests``."""
+        wanted = set(digests)
+        with self.db.snapshot() as conn:
+            return [row for row in conn.execute(
+                "SELECT id, item_id, hash, thumb_hash, filename FROM attachments ORDER BY id")
+                if row["hash"] in wanted or row["thumb_hash"] in wanted]
+
     def missing_blobs(self) -> list[str]:
         """Referenced blobs that are absent or whose bytes no longer match their hash."""
         with self.db.snapshot() as conn:

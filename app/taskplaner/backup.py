@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,7 +46,7 @@ MANIFEST = "taskplaner.json"
 ATTACHMENTS = "attachments.jsonl"
 ITEMS = "items.jsonl"
 MAX_MANIFEST_BYTES = 64 * 1024
-V1_MAX_JSON_BYTES = 64 * 1024 * 1024
+V1_MAX_JSON_BYTES = 16 * 1024 * 1024  # its longest string may take twice this to parse
 MAX_ID = 2**62
 MAX_THUMB_BYTES = 4 * 1024 * 1024  # a WebP of at most 4096 px a side
 _BLOB_MEMBER = re.compile(r"^blobs/([0-9a-f]{2})/([0-9a-f]{64})$")
@@ -104,7 +104,13 @@ def _add(tar: tarfile.TarFile, name: str, fh: IO[bytes], size: int) -> None:
 
 
 def export_stream(services: Services) -> Iterator[bytes]:
-    """Yield the archive in chunks; blobs stay pinned until the generator finishes."""
+    """The archive in chunks; blobs stay pinned until the generator finishes. A missing blob
+    is a 409 here, before the response starts (see ``Attachments.require_present``)."""
+    services.attachments.require_present()
+    return _export_chunks(services)
+
+
+def _export_chunks(services: Services) -> Iterator[bytes]:
     sink = ChunkSink()
     tmp = services.settings.tmp_dir
     with services.attachments.pinned(), tempfile.TemporaryFile(dir=tmp) as attachments, \
@@ -141,10 +147,14 @@ def write_export(services: Services, path: Path) -> None:
 def write_file(chunks: Iterable[bytes], path: Path) -> None:
     """Write a streamed export to ``path``, which appears only once it is complete."""
     tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -211,12 +221,82 @@ def _validate_attachment(raw: Any) -> tuple[Any, ...]:
 
 
 # --- import -----------------------------------------------------------------------------------
+class _Staging:
+    """What an import has read and checked so far, kept on disk rather than in memory: the
+    attachment rows, the blobs staged (digest → temp file) and, during the replace, the digests
+    the old library referenced. One SQLite file in tmp/, removed with the import, so an archive
+    of a million rows takes the memory of one with ten."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="restore-", suffix=".sqlite")
+        os.close(fd)
+        self.path = Path(name)
+        self.conn = sqlite3.connect(name, isolation_level=None)
+        self.conn.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = FILE;"
+            "CREATE TABLE attachment (" + ", ".join(
+                f"{name} INTEGER PRIMARY KEY" if name == "id" else name
+                for name in _ATTACHMENT_FIELDS) + ");"
+            "CREATE INDEX attachment_hash ON attachment (hash);"
+            "CREATE INDEX attachment_thumb ON attachment (thumb_hash);"
+            "CREATE TABLE staged (digest TEXT PRIMARY KEY, path TEXT NOT NULL);"
+            "CREATE TABLE old (digest TEXT PRIMARY KEY);"
+        )
+        self.conn.execute("BEGIN")  # one transaction, never committed: nothing is fsynced
+
+    def add_attachment(self, row: tuple[Any, ...]) -> None:
+        try:
+            self.conn.execute(f"INSERT INTO attachment VALUES ({', '.join('?' * len(row))})", row)
+        except sqlite3.IntegrityError:
+            raise _bad(f"attachment id {row[0]} repeats") from None
+
+    def attachment_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM attachment").fetchone()[0])
+
+    def attachments(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.conn.execute("SELECT * FROM attachment ORDER BY id"))
+
+    def needs(self, digest: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM attachment WHERE hash = ?1 OR thumb_hash = ?1"
+                                 " LIMIT 1", (digest,)).fetchone() is not None
+
+    def is_staged(self, digest: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM staged WHERE digest = ?", (digest,)).fetchone() \
+            is not None
+
+    def add_staged(self, digest: str, tmp: Path) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO staged VALUES (?, ?)", (digest, str(tmp)))
+
+    def staged(self) -> list[tuple[str, Path]]:
+        return [(d, Path(p)) for d, p in self.conn.execute("SELECT digest, path FROM staged")]
+
+    def unstaged(self) -> Iterator[str]:
+        """Digests the attachments reference that no blob member brought."""
+        return (row[0] for row in self.conn.execute(
+            "SELECT hash FROM attachment UNION SELECT thumb_hash FROM attachment"
+            " EXCEPT SELECT digest FROM staged"))
+
+    def remember_old(self, digests: Iterable[str]) -> None:
+        self.conn.executemany("INSERT OR IGNORE INTO old VALUES (?)", ((d,) for d in digests))
+
+    def old_batches(self, size: int = 1000) -> Iterator[list[str]]:
+        cursor = self.conn.execute("SELECT digest FROM old")
+        while batch := [row[0] for row in cursor.fetchmany(size)]:
+            yield batch
+
+    def remove(self) -> None:
+        """Delete the staged blobs still here (a failed import) and the staging file."""
+        for _, tmp in self.staged():
+            tmp.unlink(missing_ok=True)
+        self.conn.close()
+        self.path.unlink(missing_ok=True)
+
+
 @dataclass
 class _Import:
     services: Services
     tar: tarfile.TarFile
-    staged: dict[str, Path] = field(default_factory=dict)
-    attachments: list[tuple[Any, ...]] = field(default_factory=list)
+    staging: _Staging
 
     def next_member(self) -> tarfile.TarInfo | None:
         return self.tar.next()
@@ -228,28 +308,33 @@ class _Import:
             raise _bad(f"expected {name} next in the archive, found {found}")
         return member
 
-    def read_json(self, member: tarfile.TarInfo, limit: int) -> Any:
-        if member.size > limit:
-            raise _bad(f"{member.name} is larger than {limit} bytes")
+    def read(self, member: tarfile.TarInfo) -> bytes:
         fh = self.tar.extractfile(member)
-        return self.parse(fh.read() if fh else b"", member.name)
+        return fh.read() if fh else b""
 
     @staticmethod
-    def parse(raw: bytes, where: str) -> Any:
+    def parse(raw: bytes, where: str, max_containers: int) -> Any:
+        """One JSON document of the archive. The containers are counted before parsing: each
+        takes ~70 bytes of memory for its 2 bytes of text, so a line of "[]," must be refused
+        unread, not parsed and then refused."""
+        if _containers(raw) > max_containers:
+            raise _bad(f"{where}: a line holds more than {max_containers} lists or objects")
         try:
             return parse_json(raw)
         except AppError as exc:
             raise _bad(f"{where}: {exc.message}") from None
 
-    def lines(self, member: tarfile.TarInfo, limit: int) -> Iterator[Any]:
-        fh = self.tar.extractfile(member)
+    def lines(self, fh: IO[bytes] | None, where: str, limit: int) -> Iterator[Any]:
         while fh is not None and (line := fh.readline(limit + 1)):
             if len(line) > limit:
-                raise _bad(f"a line of {member.name} is longer than {limit} bytes")
+                raise _bad(f"a line of {where} is longer than {limit} bytes")
             if line.strip():
-                yield self.parse(line, member.name)
+                yield self.parse(line, where, MAX_LINE_CONTAINERS)
 
-    def stage_blobs(self, needed: set[str], first: tarfile.TarInfo | None) -> tarfile.TarInfo | None:
+    def member_lines(self, member: tarfile.TarInfo, limit: int) -> Iterator[Any]:
+        return self.lines(self.tar.extractfile(member), member.name, limit)
+
+    def stage_blobs(self, first: tarfile.TarInfo | None) -> tarfile.TarInfo | None:
         """Stage blob members up to the first other member, which is returned."""
         member = first
         limit = max(self.services.settings.max_upload_bytes, MAX_THUMB_BYTES)
@@ -258,132 +343,199 @@ class _Import:
             if not match or not member.isfile() or match[1] != match[2][:2]:
                 raise _bad(f"unexpected archive member {member.name[:100]!r}")
             digest = match[2]
-            if digest not in needed or digest in self.staged:
+            if not self.staging.needs(digest) or self.staging.is_staged(digest):
                 raise _bad(f"blob {digest[:12]}… is not referenced by any attachment")
             if member.size > limit:
                 raise _bad(f"blob {digest[:12]}… is larger than {limit} bytes")
-            self.staged[digest] = self._stage(member, digest)
+            self._stage(member, digest)
             member = self.next_member()
         return member
 
-    def _stage(self, member: tarfile.TarInfo, digest: str) -> Path:
+    def _stage(self, member: tarfile.TarInfo, digest: str) -> None:
         fh = self.tar.extractfile(member)
         if fh is None:
             raise _bad("unreadable blob")
         fd, tmp = self.services.blobs.temp_file()
+        self.staging.add_staged(digest, tmp)  # removed on failure with the rest
         h = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := fh.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        finally:
-            self.staged[digest] = tmp  # removed on failure with the rest
+        with os.fdopen(fd, "wb") as out:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
         if h.hexdigest() != digest:
             raise _bad(f"blob {digest[:12]}… does not match its hash")
-        return tmp
 
-    def add_attachments(self, rows: Iterable[Any]) -> set[str]:
-        ids: set[int] = set()
+    def add_attachments(self, rows: Iterable[Any]) -> None:
         for raw in rows:
-            row = _validate_attachment(raw)
-            if row[0] in ids:
-                raise _bad(f"attachment id {row[0]} repeats")
-            ids.add(row[0])
-            self.attachments.append(row)
-        return {h for a in self.attachments for h in (a[2], a[3])}
+            self.staging.add_attachment(_validate_attachment(raw))
 
-    def replace_all(self, items: Iterable[Any], needed: set[str]) -> dict[str, int]:
-        services = self.services
-        missing = [h for h in needed if h not in self.staged and not services.blobs.exists(h)]
+    def replace_all(self, items: Iterable[Any]) -> dict[str, int]:
+        services, staging = self.services, self.staging
+        missing = sum(1 for h in staging.unstaged() if not services.blobs.exists(h))
         if missing:
-            raise _bad(f"{len(missing)} blobs referenced by attachments are not in the archive")
+            raise _bad(f"{missing} blobs referenced by attachments are not in the archive")
         att = services.attachments
+        unused: list[str] = []
         with att.blob_guard():
             with services.db.write() as conn:
-                old = {h for r in conn.execute("SELECT hash, thumb_hash FROM attachments") for h in r}
+                staging.remember_old(h for r in conn.execute(
+                    "SELECT hash, thumb_hash FROM attachments") for h in r)
                 conn.execute("DELETE FROM items")
                 conn.execute("DELETE FROM tags")
-                item_ids = self._insert_items(conn, items)
-                for row in self.attachments:
-                    if row[1] not in item_ids:
-                        raise _bad(f"attachment {row[0]} belongs to no item in the archive")
-                conn.executemany(
-                    f"INSERT INTO attachments ({', '.join(_ATTACHMENT_FIELDS)})"
-                    f" VALUES ({', '.join('?' * len(_ATTACHMENT_FIELDS))})",
-                    self.attachments,
-                )
-                for digest, tmp in self.staged.items():  # in place before the rows commit
+                n_items = self._insert_items(conn, items)
+                for row in staging.attachments():
+                    try:
+                        conn.execute(f"INSERT INTO attachments ({', '.join(_ATTACHMENT_FIELDS)})"
+                                     f" VALUES ({', '.join('?' * len(row))})", row)
+                    except sqlite3.IntegrityError:  # the item it names is not in the archive
+                        raise _bad(f"attachment {row[0]} belongs to no item in the archive") from None
+                for digest, tmp in staging.staged():  # in place before the rows commit
                     services.blobs.commit(digest, tmp)
-                self.staged.clear()
-                unused = att.unreferenced(conn, old)
+                for batch in staging.old_batches():
+                    unused += att.unreferenced(conn, batch)
             att.release(unused)
-        return {"items": len(item_ids), "attachments": len(self.attachments)}
+        return {"items": n_items, "attachments": staging.attachment_count()}
 
-    def _insert_items(self, conn: sqlite3.Connection, items: Iterable[Any]) -> set[int]:
-        ids: set[int] = set()
+    def _insert_items(self, conn: sqlite3.Connection, items: Iterable[Any]) -> int:
+        count = 0
         for raw in items:
             item = _validate_item(raw, self.services.settings)
-            if item["id"] in ids:
-                raise _bad(f"item id {item['id']} repeats")
-            ids.add(item["id"])
             columns = [name for name in item if name != "tags"]
-            conn.execute(
-                f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [item[name] for name in columns],
-            )
+            try:
+                conn.execute(
+                    f"INSERT INTO items ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [item[name] for name in columns],
+                )
+            except sqlite3.IntegrityError:
+                raise _bad(f"item id {item['id']} repeats") from None
             if item["tags"]:
                 tags_service.set_item_tags(conn, item["id"], item["tags"])
-        return ids
+            count += 1
+        return count
 
     def run(self) -> dict[str, int]:
         first = self.expect(MANIFEST)
-        head = self.read_json(first, V1_MAX_JSON_BYTES)
+        if first.size > V1_MAX_JSON_BYTES:
+            raise _bad(f"{MANIFEST} is larger than {V1_MAX_JSON_BYTES} bytes")
+        if first.size > MAX_MANIFEST_BYTES:  # only a version 1 archive has a manifest this big
+            return self.run_v1(first)
+        raw = self.read(first)
+        # 64 KiB of JSON holds at most 32 Ki containers, ~2 MiB parsed: no need to count them
+        head = self.parse(raw, MANIFEST, MAX_MANIFEST_BYTES)
         if not isinstance(head, dict) or head.get("format") != FORMAT:
             raise _bad(f"the archive has no {MANIFEST} of format {FORMAT}")
-        version = head.get("version")
-        if version == 1:
-            if first.size > V1_MAX_JSON_BYTES or not isinstance(head.get("items"), list) \
-                    or not isinstance(head.get("attachments"), list):
-                raise _bad("items and attachments must be lists")
-            needed = self.add_attachments(head["attachments"])
-            rest = self.stage_blobs(needed, self.next_member())
-            if rest is not None:
-                raise _bad(f"unexpected archive member {rest.name[:100]!r}")
-            return self.replace_all(head["items"], needed)
-        if version != VERSION:
-            raise _bad(f"unsupported export version {str(version)[:20]}")
-        if first.size > MAX_MANIFEST_BYTES:
-            raise _bad(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+        if head.get("version") == 1:
+            return self.run_v1(first, raw)
+        if head.get("version") != VERSION:
+            raise _bad(f"unsupported export version {str(head.get('version'))[:20]}")
         line_limit = 6 * (self.services.settings.max_body_chars + self.services.settings.max_title_chars) \
             + 64 * 1024  # JSON escapes take up to 6 bytes a character
         attachments = self.expect(ATTACHMENTS)
-        needed = self.add_attachments(self.lines(attachments, 64 * 1024))
-        items = self.stage_blobs(needed, self.next_member())
+        self.add_attachments(self.member_lines(attachments, 64 * 1024))
+        items = self.stage_blobs(self.next_member())
         if items is None or items.name != ITEMS or not items.isfile():
             raise _bad(f"expected {ITEMS} after the blobs")
-        counts = self.replace_all(self.lines(items, line_limit), needed)
+        counts = self.replace_all(self.member_lines(items, line_limit))
         if self.next_member() is not None:
             raise _bad(f"unexpected archive member after {ITEMS}")
         return counts
 
+    def run_v1(self, first: tarfile.TarInfo, raw: bytes | None = None) -> dict[str, int]:
+        """A version 1 archive: its one JSON document is split into the lines of version 2
+        (on disk, read as a stream), then imported as version 2 is."""
+        import ijson
+
+        tmp = self.services.settings.tmp_dir
+        member = self.tar.extractfile(first) if raw is None else None
+        with tempfile.TemporaryFile(dir=tmp) as source, tempfile.TemporaryFile(dir=tmp) as \
+                attachments, tempfile.TemporaryFile(dir=tmp) as items:
+            source.write(raw or b"")  # read already when it was small
+            while member is not None and (chunk := member.read(CHUNK)):
+                source.write(chunk)
+            source.seek(0)
+            try:
+                top = _split_v1(source, {"attachments": attachments, "items": items})
+            except (ijson.JSONError, ValueError) as exc:
+                raise _bad(f"{MANIFEST} is not valid JSON: {str(exc)[:80]}") from None
+            if top.get("format") != FORMAT or top.get("version") != 1:
+                raise _bad(f"the archive has no {MANIFEST} of format {FORMAT}")
+            if not {"items", "attachments"} <= top["lists"]:
+                raise _bad("items and attachments must be lists")
+            attachments.seek(0)
+            items.seek(0)
+            self.add_attachments(self.lines(attachments, MANIFEST, V1_MAX_JSON_BYTES))
+            rest = self.stage_blobs(self.next_member())
+            if rest is not None:
+                raise _bad(f"unexpected archive member {rest.name[:100]!r}")
+            return self.replace_all(self.lines(items, MANIFEST, V1_MAX_JSON_BYTES))
+
+
+# Parse events one element of a version 1 list may take: an item is ~20 fields and 50 tags.
+V1_MAX_ELEMENT_EVENTS = 1_000
+MAX_LINE_CONTAINERS = 64  # an item line holds 2 (itself, its tags); an attachment line 1
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
+
+
+def _containers(raw: bytes) -> int:
+    """How many lists and objects a JSON text opens, strings aside (an upper bound when the
+    text is not valid JSON, which the parser then refuses)."""
+    bare = _JSON_STRING.sub(b"", raw) if b'"' in raw else raw
+    return bare.count(b"[") + bare.count(b"{")
+
+
+def _split_v1(source: IO[bytes], lists: dict[str, IO[bytes]]) -> dict[str, Any]:
+    """Stream a version 1 document: each element of its top-level lists named in ``lists``
+    becomes one JSON line in that file; returns the top-level scalars, and in ``lists`` the
+    names of the top-level values that were lists."""
+    import ijson
+
+    top: dict[str, Any] = {"lists": set()}
+    depth, key = 0, None
+    builder: Any = None
+    events = 0
+    for event, value in ijson.basic_parse(source, use_float=True):
+        if builder is not None:  # inside one element of a wanted list
+            builder.event(event, value)
+            events += 1
+            if events > V1_MAX_ELEMENT_EVENTS:
+                raise _bad(f"an element of {key} in {MANIFEST} is larger than an item can be")
+            depth += (event in ("start_map", "start_array")) - (event in ("end_map", "end_array"))
+            if depth == 2:
+                lists[key].write(json.dumps(builder.value).encode() + b"\n")  # type: ignore[index]
+                builder = None
+            continue
+        if depth == 1 and event == "map_key":
+            key = value
+        elif depth == 1 and event not in ("start_map", "start_array", "end_map"):
+            top[key] = value  # type: ignore[index]
+        elif depth == 2 and key in lists and event != "end_array":
+            builder, events = ijson.ObjectBuilder(), 0
+            builder.event(event, value)
+            if event in ("start_map", "start_array"):
+                depth += 1
+            else:
+                lists[key].write(json.dumps(builder.value).encode() + b"\n")
+                builder = None
+            continue
+        if depth == 1 and event == "start_array":
+            top["lists"].add(key)
+        depth += (event in ("start_map", "start_array")) - (event in ("end_map", "end_array"))
+    return top
+
 
 def import_archive(services: Services, stream: IO[bytes]) -> dict[str, int]:
     """Replace all data with the archive's. Nothing changes unless the whole archive is valid."""
-    job: _Import | None = None
     with services.transfer():
+        staging = _Staging(services.settings.tmp_dir)
         try:
             with tarfile.open(fileobj=stream, mode="r|gz") as tar:
-                job = _Import(services, tar)
-                return job.run()
+                return _Import(services, tar, staging).run()
         except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError, ValueError):
             raise _bad("the file is not a TaskPlaner export (tar.gz)") from None
         finally:
-            if job is not None:
-                for tmp in job.staged.values():
-                    tmp.unlink(missing_ok=True)
+            staging.remove()
 
 
 def open_input(path: Path) -> IO[bytes]:

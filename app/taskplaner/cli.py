@@ -102,9 +102,24 @@ def _optimize(services: Services, args: argparse.Namespace) -> int:
 
 def _check(services: Services, args: argparse.Namespace) -> int:
     problems = integrity_problems(services.db.conn)
-    problems += [f"blob missing or damaged: {d}" for d in services.attachments.missing_blobs()]
+    broken = services.attachments.missing_blobs()
+    problems += [f"blob missing or damaged: {d}" for d in broken]
     for problem in problems:
         print(problem)
+    if broken:
+        rows = services.attachments.using(broken)
+        for row in rows:
+            print(f"  used by attachment {row['id']} '{row['filename']}' of item {row['item_id']}")
+        if args.repair:
+            for row in rows:
+                services.attachments.delete(row["id"])
+            print(f"repaired: deleted {len(rows)} attachments whose file was missing or damaged",
+                  file=sys.stderr)
+            problems = problems[: len(problems) - len(broken)]
+        else:
+            print(f"to repair: put the files back under {services.settings.data_dir}/blobs/ from a"
+                  " backup, or run `taskplaner check --repair` to delete those attachments",
+                  file=sys.stderr)
     print("ok" if not problems else f"{len(problems)} problems", file=sys.stderr)
     return 1 if problems else 0
 
@@ -165,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "optimize", help="merge the search index's b-trees now (the server does it daily), and"
         " give free pages back to the disk when they are a quarter of the file"
     ).set_defaults(func=_optimize)
-    sub.add_parser("check", help="SQLite, FTS and blob integrity checks").set_defaults(
-        func=_check)
+    check = sub.add_parser("check", help="SQLite, FTS and blob integrity checks")
+    check.add_argument("--repair", action="store_true",
+                       help="delete the attachments whose file is missing or damaged")
+    check.set_defaults(func=_check)
     gc = sub.add_parser("gc", help="remove unreferenced blobs and stale temp files")
     gc.add_argument("--grace", type=int, default=600,
                     help="only remove files older than this many seconds (default 600)")

@@ -150,10 +150,12 @@ def _next_occurrence(conn: sqlite3.Connection, done: sqlite3.Row) -> int | None:
         return int(done["next_id"])
     today = user_today(conn)
     anchor = date.fromisoformat(done["due"]) if done["due"] and done["repeat_from"] == "due" else today
+    due = recurrence.next_due(done["repeat"], anchor, today)
+    if due is None:  # the calendar ends (9999-12-31) before the next one: the series ends
+        return None
     copied = {name: done[name] for name in ("type", "title", "body", "priority", "due_time",
                                             "repeat", "repeat_from", "pinned")}
-    row = _insert(conn, {**copied, "status": "open",
-                         "due": recurrence.next_due(done["repeat"], anchor, today).isoformat()},
+    row = _insert(conn, {**copied, "status": "open", "due": due.isoformat()},
                   done["tags_text"].split())
     conn.execute("UPDATE items SET next_id = ? WHERE id = ?", (row["id"], done["id"]))
     return int(row["id"])

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
 import posixpath
 import re
+import struct
 import tempfile
 import time
 import zipfile
@@ -42,6 +45,11 @@ from .services import Services
 from .validation import TAG_RE as VALID_TAG
 
 MAX_FILES = 20_000
+MAX_DIRECTORY_BYTES = 8 * 1024 * 1024  # the zip's list of members: 20,000 paths of 400 bytes
+_EOCD = struct.Struct("<4s4H2LH")  # APPNOTE 4.3.16: end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # 4.3.15
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")  # 4.3.14
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # 4.3.12: a member's header in the directory
 MAX_FRONT_MATTER = 16 * 1024
 MAX_REPORTED = 1_000
 FILES_DIR = "files"
@@ -86,7 +94,13 @@ def _front_matter(item: dict[str, Any], attachments: list[dict[str, Any]]) -> st
 
 
 def export_stream(services: Services) -> Iterator[bytes]:
-    """Yield the zip in chunks; the items are read in one snapshot, blobs stay pinned."""
+    """The zip in chunks; the items are read in one snapshot, blobs stay pinned. A missing
+    blob is a 409 before the response starts."""
+    services.attachments.require_present()
+    return _export_chunks(services)
+
+
+def _export_chunks(services: Services) -> Iterator[bytes]:
     sink = ChunkSink()  # zipfile writes to an unseekable file with data descriptors
     with services.attachments.pinned(), services.db.snapshot() as conn, \
             zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -124,7 +138,7 @@ class _Source:
     @classmethod
     def of_zip(cls, archive: zipfile.ZipFile) -> _Source:
         members: dict[str, tuple[int, Any]] = {}
-        for info in archive.infolist()[:MAX_FILES]:
+        for info in archive.infolist():
             if not info.is_dir():
                 members[_clean_path(info.filename)] = (
                     info.file_size, lambda info=info: archive.open(info))
@@ -132,9 +146,17 @@ class _Source:
 
     @classmethod
     def of_folder(cls, root: Path) -> _Source:
+        """The folder's files, hidden folders (.git, .obsidian) left out unread; more than
+        ``MAX_FILES`` files are refused once the count passes it, before any is imported."""
         members: dict[str, tuple[int, Any]] = {}
-        for path in sorted(root.rglob("*"))[:MAX_FILES]:
-            if path.is_file() and not path.is_symlink():
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = [d for d in subfolders if not _hidden(d)]
+            for name in names:
+                path = Path(folder, name)
+                if _hidden(name) or path.is_symlink() or not path.is_file():
+                    continue
+                if len(members) == MAX_FILES:
+                    raise _too_many_files()
                 rel = path.relative_to(root).as_posix()
                 members[_clean_path(rel)] = (path.stat().st_size, lambda p=path: p.open("rb"))
         return cls(members)
@@ -147,6 +169,55 @@ class _Source:
         with opener() as fh:
             data: bytes = fh.read(limit + 1)
         return None if len(data) > limit else data
+
+
+def _too_many_files() -> AppError:
+    return AppError(413, "too_large", f"the archive holds more than {MAX_FILES:,} files;"
+                    " import it in parts", "file")
+
+
+def check_directory(spool: IO[bytes]) -> None:
+    """Refuse a zip whose central directory is too large, from its end record alone, before
+    ``zipfile`` reads it: ``zipfile`` holds all of it and an object per member in memory (a
+    million empty members: 520 MiB), whatever ``MAX_FILES`` says."""
+    spool.seek(0, os.SEEK_END)
+    size = spool.tell()
+    tail_size = min(size, _EOCD.size + 0xFFFF)  # the end record, then a comment of 64 KiB at most
+    spool.seek(size - tail_size)
+    tail = spool.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        raise AppError(400, "bad_archive", "the file is not a zip of Markdown files")
+    _, _, _, _, entries, directory_bytes, _, _ = _EOCD.unpack_from(tail, at)
+    end_record = size - tail_size + at  # where zipfile, too, finds the directory: just before
+    directory_at = end_record - directory_bytes
+    locator_at = end_record - _ZIP64_LOCATOR.size
+    spool.seek(max(0, locator_at))
+    if locator_at >= 0 and spool.read(4) == b"PK\x06\x07":  # ZIP64: the real counts
+        record_at = locator_at - _ZIP64_EOCD.size
+        spool.seek(max(0, record_at))
+        record = spool.read(_ZIP64_EOCD.size)
+        if record_at < 0 or len(record) < _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
+            raise AppError(400, "bad_archive", "the zip's ZIP64 end record is damaged")
+        _, _, _, _, _, _, entries, directory_bytes, _ = _ZIP64_EOCD.unpack(record)
+        directory_at = record_at - directory_bytes
+    if entries > MAX_FILES:
+        raise _too_many_files()
+    if directory_bytes > MAX_DIRECTORY_BYTES:
+        raise AppError(413, "too_large", f"the zip's list of files is larger than"
+                       f" {MAX_DIRECTORY_BYTES // 1024 // 1024} MiB", "file")
+    # zipfile counts members by the directory's size, not by the end record's count:
+    # walk the headers (46 bytes + three lengths each) to count what it would read
+    spool.seek(max(0, directory_at))
+    directory = spool.read(directory_bytes)
+    offset, count = 0, 0
+    while offset + _CENTRAL.size <= len(directory) and directory[offset:offset + 4] == b"PK\x01\x02":
+        name, extra, comment = _CENTRAL.unpack_from(directory, offset)[12:15]
+        offset += _CENTRAL.size + name + extra + comment
+        count += 1
+        if count > MAX_FILES:
+            raise _too_many_files()
+    spool.seek(0)
 
 
 def _clean_path(name: str) -> str:
@@ -174,6 +245,12 @@ class _Importer:
                 self._one(path)
             except AppError as exc:
                 self._skip(path, exc.message)
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError):
+                raise  # the archive itself is damaged: the caller says so
+            except Exception:  # one file must not end the import without its report
+                logging.getLogger("taskplaner").exception(
+                    "markdown import: a file failed", extra={"fields": {"file": path[:200]}})
+                self._skip(path, "could not be imported: an error in TaskPlaner (see its log)")
         return {
             "counts": {"imported": len(self.imported), "skipped": len(self.skipped)},
             "imported": self.imported[:MAX_REPORTED],
@@ -256,6 +333,8 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         meta = yaml.safe_load(m[1])
     except yaml.YAMLError as exc:
         raise AppError(422, "invalid", f"the front matter is not YAML: {str(exc)[:80]}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level: [[[…]]] 900 deep
+        raise AppError(422, "invalid", "the front matter nests too deeply") from None
     if not isinstance(meta, dict):
         return {}, text
     return meta, text[m.end():]
@@ -360,7 +439,7 @@ def import_archive(services: Services, stream: IO[bytes]) -> dict[str, Any]:
     with services.transfer(), tempfile.TemporaryFile(dir=services.settings.tmp_dir) as spool:
         while chunk := stream.read(CHUNK):
             spool.write(chunk)
-        spool.seek(0)
+        check_directory(spool)
         try:
             archive = zipfile.ZipFile(spool)
         except (zipfile.BadZipFile, OSError, ValueError):

@@ -151,7 +151,7 @@ class Planning:
 
 
 def _calendar(rows: list[sqlite3.Row], zone: Any) -> bytes:
-    from icalendar import Alarm, Calendar, Event
+    from icalendar import Calendar
 
     cal = Calendar()
     cal.add("prodid", PRODID)
@@ -159,29 +159,40 @@ def _calendar(rows: list[sqlite3.Row], zone: Any) -> bytes:
     cal.add("x-wr-calname", "TaskPlaner")
     stamp = datetime.now(zone)
     for row in rows:
-        event = Event()
-        event.add("uid", f"task-{row['id']}@taskplaner")
-        event.add("dtstamp", stamp)
-        event.add("summary", row["title"] or row["body"][:80] or "Task")
-        if row["body"]:
-            event.add("description", row["body"][:2000])
-        day = date.fromisoformat(row["due"])
-        alarm = Alarm()
-        alarm.add("action", "DISPLAY")
-        alarm.add("description", row["title"] or "Task due")
-        if row["due_time"]:
-            hour, minute = map(int, row["due_time"].split(":"))
-            # in UTC: a calendar needs no time zone definition to place it
-            start = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
-            event.add("dtstart", start)
-            event.add("dtend", start + timedelta(minutes=TIMED_MINUTES))
-            alarm.add("trigger", timedelta(minutes=-15))
-        else:
-            event.add("dtstart", day)
-            event.add("dtend", day + timedelta(days=1))
-            alarm.add("trigger", REMIND_DAY_AT)
-        if row["priority"]:
-            event.add("priority", {1: 9, 2: 5, 3: 1}[row["priority"]])  # RFC 5545: 1 highest
-        event.add_component(alarm)
-        cal.add_component(event)
+        try:
+            cal.add_component(_event(row, zone, stamp))
+        except (OverflowError, ValueError):
+            # one task cannot take the feed down: a time that has no UTC form (year 1 ahead
+            # of UTC, 9999-12-31 behind it) or an end past 9999-12-31 leaves that event out
+            continue
     return bytes(cal.to_ical())
+
+
+def _event(row: sqlite3.Row, zone: Any, stamp: datetime) -> Any:
+    from icalendar import Alarm, Event
+
+    event = Event()
+    event.add("uid", f"task-{row['id']}@taskplaner")
+    event.add("dtstamp", stamp)
+    event.add("summary", row["title"] or row["body"][:80] or "Task")
+    if row["body"]:
+        event.add("description", row["body"][:2000])
+    day = date.fromisoformat(row["due"])
+    alarm = Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", row["title"] or "Task due")
+    if row["due_time"]:
+        hour, minute = map(int, row["due_time"].split(":"))
+        # in UTC: a calendar needs no time zone definition to place it
+        start = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+        event.add("dtstart", start)
+        event.add("dtend", start + timedelta(minutes=TIMED_MINUTES))
+        alarm.add("trigger", timedelta(minutes=-15))
+    else:
+        event.add("dtstart", day)
+        event.add("dtend", day + timedelta(days=1))
+        alarm.add("trigger", REMIND_DAY_AT)
+    if row["priority"]:
+        event.add("priority", {1: 9, 2: 5, 3: 1}[row["priority"]])  # RFC 5545: 1 highest
+    event.add_component(alarm)
+    return event

@@ -1,6 +1,7 @@
 """Quick add: one line as typed ("Renew passport due next week !high #admin") → an item.
 
-Recognised in the first line only (the rest is the body, as typed):
+Recognised in the first line only (the rest is the body, as typed), in its first
+``SCANNED_CHARS`` characters:
 - a date: ``today``, ``tomorrow``, ``fri``/``friday`` (the coming one, today included),
   ``next fri`` (a week later), ``next week`` (its Monday), ``next month``/``next year`` (their
   first day), ``weekend``, ``in 3 days``/``in a week``, ``2027-01-15``, ``15 Jan``/``Jan 15``
@@ -42,6 +43,9 @@ PRIORITIES = {"1": 1, "2": 2, "3": 3, "low": 1, "med": 2, "medium": 2, "high": 3
 NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
            "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
 MAX_IGNORED = 20
+# Dates, times, priorities and repetition are looked for in this much of the first line (a
+# title holds 500 characters); the rest is text. Tags are found in all of it.
+SCANNED_CHARS = 2_000
 TAG_RE = re.compile(r"(?<!\S)#([^\W_][\w\-./]{0,63})(?![\w\-./])")
 
 _MONTH = r"(?P<mon>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?" \
@@ -230,17 +234,25 @@ _PRIORITY = re.compile(r"(?<!\S)!(?P<p>[1-3]|low|med|medium|high)(?!\S)", re.IGN
 def _label_date(day: date, today: date) -> str:
     if day == today:
         return "today"
-    if day == today + timedelta(days=1):
+    if day > today and (day - today).days == 1:
         return "tomorrow"
     text = f"{WEEKDAYS[day.weekday()].capitalize()} {day.day} {MONTHS[day.month - 1].capitalize()}"
     return text if day.year == today.year else f"{text} {day.year}"
+
+
+def _meaning(rule: Callable[[re.Match[str]], date | None], m: re.Match[str]) -> date | None:
+    """What a date phrase means, or None when that day is past the calendar's end (9999)."""
+    try:
+        return rule(m)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _candidates(line: str, today: date) -> list[Part]:
     found: list[Part] = []
     for pattern, meaning in _date_rules(today):
         for m in _boundary(pattern).finditer(line):
-            if (day := meaning(m)) is not None:
+            if (day := _meaning(meaning, m)) is not None:
                 found.append(Part("date", m.start(), m.end(), m.group(), _label_date(day, today),
                                   day.isoformat()))
     for m in _TIME.finditer(line):
@@ -257,25 +269,27 @@ def _candidates(line: str, today: date) -> list[Part]:
     return found
 
 
-def _choose(candidates: list[Part], blocked: list[tuple[int, int]]) -> list[Part]:
-    """Longest first, then leftmost; one part of each kind; no overlaps."""
-    chosen: list[Part] = []
+def _choose(candidates: list[Part], taken: bytearray) -> list[Part]:
+    """Longest first, then leftmost; one part of each kind; no overlaps with each other or
+    with the ``taken`` characters (1 = ignored by the user). Linear: a part is checked against
+    the characters it spans, not against every other span."""
+    chosen: dict[str, Part] = {}
     for part in sorted(candidates, key=lambda p: (p.start - p.end, p.start)):
-        spans = blocked + [(c.start, c.end) for c in chosen]
-        if any(part.start < end and start < part.end for start, end in spans):
+        if part.kind in chosen or taken.find(1, part.start, part.end) != -1:
             continue
-        if any(c.kind == part.kind for c in chosen):
-            continue
-        chosen.append(part)
-    return sorted(chosen, key=lambda p: p.start)
+        chosen[part.kind] = part
+        taken[part.start:part.end] = b"\x01" * (part.end - part.start)
+    return sorted(chosen.values(), key=lambda p: p.start)
 
 
-def _blocked(line: str, ignore: list[str]) -> list[tuple[int, int]]:
-    spans = []
+def _ignored(line: str, ignore: list[str]) -> bytearray:
+    """1 for each character of ``line`` inside a phrase the user kept as text, else 0."""
+    taken = bytearray(len(line))
     for phrase in ignore:
-        if phrase.strip():
-            spans += [m.span() for m in re.finditer(re.escape(phrase.strip()), line, re.IGNORECASE)]
-    return spans
+        if needle := phrase.strip():
+            for m in re.finditer(re.escape(needle), line, re.IGNORECASE):
+                taken[m.start():m.end()] = b"\x01" * (m.end() - m.start())
+    return taken
 
 
 def parse(text: str, today: date, as_task: bool = False, ignore: list[str] | None = None,
@@ -286,7 +300,8 @@ def parse(text: str, today: date, as_task: bool = False, ignore: list[str] | Non
     if task_marker:
         rest = rest[task_marker.end():]
     first, _, body = rest.partition("\n")
-    parts = _choose(_candidates(first, today), _blocked(first, (ignore or [])[:MAX_IGNORED]))
+    scanned = first[:SCANNED_CHARS]
+    parts = _choose(_candidates(scanned, today), _ignored(scanned, (ignore or [])[:MAX_IGNORED]))
     tags = list(dict.fromkeys(m[1].lower() for m in TAG_RE.finditer(rest)))
     title = first
     for part in reversed(parts):
@@ -303,5 +318,5 @@ def parse(text: str, today: date, as_task: bool = False, ignore: list[str] | Non
                     priority=values.get("priority", 0), repeat=values.get("repeat"), parts=parts)
     if parsed.type == "task" and parsed.due is None and (parsed.due_time or parsed.repeat):
         start = recurrence.first_on_or_after(parsed.repeat, today) if parsed.repeat else today
-        parsed.due = start.isoformat()
+        parsed.due = (start or today).isoformat()
     return parsed

@@ -12,11 +12,11 @@ anchor with the day clamped to the month's end, so "every month" from 31 January
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import date, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from dateutil.rrule import WEEKLY, rrule, weekday, weekdays
 
 from .errors import invalid
 
@@ -44,7 +44,8 @@ def canonical(value: Any, field: str = "repeat") -> str | None:
     if freq not in FREQS:
         raise invalid(field, f"{field}: FREQ must be one of {', '.join(FREQS)}")
     interval_text = parts.get("INTERVAL", "1")
-    if not interval_text.isdigit() or not 1 <= int(interval_text) <= MAX_INTERVAL:
+    # ASCII digits only: str.isdigit() is true for "²", which int() refuses
+    if not re.fullmatch(r"[0-9]{1,3}", interval_text) or not 1 <= int(interval_text) <= MAX_INTERVAL:
         raise invalid(field, f"{field}: INTERVAL must be a whole number from 1 to {MAX_INTERVAL}")
     rule = f"FREQ={freq}"
     if int(interval_text) > 1:
@@ -57,44 +58,63 @@ def canonical(value: Any, field: str = "repeat") -> str | None:
     return rule
 
 
-def _parts(rule: str) -> tuple[str, int, list[weekday]]:
+def _parts(rule: str) -> tuple[str, int, list[int]]:
+    """FREQ, INTERVAL and the BYDAY weekdays (Monday 0) of a canonical rule."""
     fields = dict(p.split("=", 1) for p in rule.split(";"))
     codes = fields["BYDAY"].split(",") if "BYDAY" in fields else []
-    return fields["FREQ"], int(fields.get("INTERVAL", "1")), [weekdays[WEEKDAYS.index(d)] for d in codes]
+    return fields["FREQ"], int(fields.get("INTERVAL", "1")), sorted(WEEKDAYS.index(d) for d in codes)
 
 
-def first_on_or_after(rule: str, start: date) -> date:
-    """The rule's first day on or after ``start``: a new "every monday" task is due on Monday."""
+def _weekly(anchor: date, interval: int, days: list[int], earliest: date) -> date:
+    """The first day on or after ``earliest`` of a weekly rule with days that starts at
+    ``anchor``: RRULE's weeks (from Monday) count from the anchor's, every ``interval``-th
+    one holds the days, and none is before the anchor. Found by arithmetic in two steps at
+    most, so an anchor in year 1 costs what yesterday's does."""
+    floor = max(earliest, anchor)
+    monday = anchor - timedelta(days=anchor.weekday())
+    week = (floor - monday).days // 7
+    week -= week % interval
+    while True:
+        start = monday + timedelta(weeks=week)
+        for weekday_index in days:
+            if (day := start + timedelta(days=weekday_index)) >= floor:
+                return day
+        week += interval
+
+
+def first_on_or_after(rule: str, start: date) -> date | None:
+    """The rule's first day on or after ``start`` (a new "every monday" task is due on
+    Monday); None when the calendar ends first (year 9999)."""
     _, interval, days = _parts(rule)
     if not days:
         return start
-    found = rrule(WEEKLY, interval=interval, byweekday=days, dtstart=_midnight(start))[0]
-    return found.date()
+    try:
+        return _weekly(start, interval, days, start)
+    except OverflowError:
+        return None
 
 
-def next_due(rule: str, anchor: date, today: date) -> date:
-    """The first occurrence after both ``anchor`` and ``today``, counted from ``anchor``."""
+def next_due(rule: str, anchor: date, today: date) -> date | None:
+    """The first occurrence after both ``anchor`` and ``today``, counted from ``anchor``;
+    None when there is none before the calendar ends (year 9999): the series ends there."""
     freq, interval, days = _parts(rule)
     floor = max(anchor, today)
-    if days:
-        found = rrule(WEEKLY, interval=interval, byweekday=days, dtstart=_midnight(anchor))
-        # a weekly rule with days always has a next one
-        return found.after(_midnight(floor)).date()
-    unit = _UNIT[freq]
-    # jump close to the floor, then step; each step is counted from the anchor (no drift)
-    if unit in ("days", "weeks"):
-        step_days = interval * (7 if unit == "weeks" else 1)
-        steps = max(1, (floor - anchor).days // step_days)
-    else:
-        months = (floor.year - anchor.year) * 12 + floor.month - anchor.month
-        steps = max(1, months // (interval * (12 if unit == "years" else 1)))
-    while (found_day := anchor + relativedelta(**{unit: interval * steps})) <= floor:
-        steps += 1
-    return found_day
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time())
+    try:
+        if days:
+            return _weekly(anchor, interval, days, floor + timedelta(days=1))
+        unit = _UNIT[freq]
+        # jump close to the floor, then step; each step is counted from the anchor (no drift)
+        if unit in ("days", "weeks"):
+            step_days = interval * (7 if unit == "weeks" else 1)
+            steps = max(1, (floor - anchor).days // step_days)
+        else:
+            months = (floor.year - anchor.year) * 12 + floor.month - anchor.month
+            steps = max(1, months // (interval * (12 if unit == "years" else 1)))
+        while (found_day := anchor + relativedelta(**{unit: interval * steps})) <= floor:
+            steps += 1
+        return found_day
+    except (OverflowError, ValueError):  # date arithmetic past 9999-12-31
+        return None
 
 
 def describe(rule: str) -> str:
@@ -102,6 +122,6 @@ def describe(rule: str) -> str:
     freq, interval, days = _parts(rule)
     unit = {"DAILY": "day", "WEEKLY": "week", "MONTHLY": "month", "YEARLY": "year"}[freq]
     if days:
-        names = ", ".join(WEEKDAY_NAMES[d.weekday] for d in days)
+        names = ", ".join(WEEKDAY_NAMES[d] for d in days)
         return f"every {names}" if interval == 1 else f"every {interval} weeks on {names}"
     return f"every {unit}" if interval == 1 else f"every {interval} {unit}s"

@@ -183,9 +183,10 @@ def trigram_probe(text: str) -> str:
 
 
 def _contains_condition(term: Term, args: list[Any]) -> str:
-    """The exact test of one term against a note's text: terms of 3+ characters ignore case
-    in every script; shorter ones, scanned with LIKE, in ASCII only."""
-    if len(term.text) < TRIGRAM:
+    """The exact test of one term against a note's text, ignoring case in every script.
+    A term shorter than a trigram is a scan of every note: LIKE (in C) where the term is
+    ASCII, whose case LIKE knows; ``folded_contains`` otherwise (ΑΒ finds αβ)."""
+    if len(term.text) < TRIGRAM and term.text.isascii():
         return _like_condition(term, args)
     args.append(term.text.lower())
     return "folded_contains(?, items.title, items.tags_text, items.body)"

@@ -27,13 +27,14 @@ def parse_json(raw: bytes) -> Any:
     Beyond syntax this refuses what would fail later, deep inside the app: invalid UTF-8,
     nesting deeper than MAX_JSON_DEPTH (Python's parser recurses), integers beyond Python's
     4,300-digit conversion limit, NaN and Infinity, and lone surrogates such as "\\ud800",
-    which are valid JSON escapes but not text (SQLite cannot store them)."""
+    which are valid JSON escapes but not text (SQLite cannot store them). Whole numbers
+    written with a fraction (``2.0``) are read as integers, as JSON Schema reads them."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON number")
 
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+        value = json.loads(raw.decode("utf-8"), parse_constant=no_constants, parse_float=_number)
     except RecursionError:
         raise _bad_json(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
@@ -41,6 +42,13 @@ def parse_json(raw: bytes) -> Any:
         raise _bad_json(f"the body is not valid JSON: {reason}") from None
     _check_plain(value)
     return value
+
+
+def _number(text: str) -> float | int:
+    """A JSON number with a fraction or exponent. One that is whole (605.0, 1e3) is an int:
+    JSON Schema, and so the OpenAPI document, calls it an integer, and the app agrees."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _bad_json(message: str) -> AppError:

@@ -111,8 +111,8 @@ def body_refusal(services: Services, kind: str | None, length: int) -> AppError 
         services.metrics.upload_rejections.labels("too_large").inc()
         return AppError(413, "too_large", f"the file is larger than "
                         f"{services.settings.max_upload_bytes} bytes", "file")
-    if limit == 0:
-        return AppError(413, "too_large", "this route takes no request body")
+    if limit == 0:  # not a size problem: no body is wanted at all
+        return AppError(400, "bad_request", "this route takes no request body")
     return AppError(413, "too_large", f"the request body is larger than {limit} bytes")
 
 

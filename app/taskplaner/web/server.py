@@ -35,7 +35,7 @@ from waitress.utilities import Error
 from ..errors import AppError
 from ..services import Services
 from . import core, create_app
-from .observe import Observed
+from .observe import SECURITY_HEADERS, Observed
 
 MAX_HEADER_BYTES = 32 * 1024  # request line and headers; browsers send a few KiB
 INBUF_IN_MEMORY_BYTES = 64 * 1024  # a body beyond this waits in a temp file, not in memory
@@ -57,7 +57,10 @@ class Gate:
         try:
             route, _ = self.router.match({"PATH_INFO": path or "/", "REQUEST_METHOD": method})
         except bottle.HTTPError as exc:  # no such route: the app's 404/405, no body read
-            return core.no_route(exc.status_code), 0
+            refusal = core.no_route(exc.status_code)
+            if "Allow" in exc.headers:  # a 405 says which methods the path takes
+                refusal.headers["Allow"] = exc.headers["Allow"]
+            return refusal, 0
         if not route.config.get("public"):
             environ = {"HTTP_" + name: value for name, value in headers.items()}
             if core.principal_of(self.services.auth, environ, touch=False) is None:
@@ -124,6 +127,8 @@ class JsonErrorTask(ErrorTask):
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.response_headers.extend(app_error.headers.items())
+        # answered before the app runs, so without the app's wrapper: the same headers here
+        self.response_headers.extend(SECURITY_HEADERS.items())
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
