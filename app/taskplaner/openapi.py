@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .auth import MAX_TOKEN_NAME
+from .localtime import zone_names
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
@@ -50,7 +52,8 @@ def _ref(name: str) -> dict[str, str]:
 
 
 ID = _param("id", "path", {"type": "integer", "minimum": 1})
-TAG = _param("name", "path", {"type": "string"})
+TAG_NAME = {"type": "string", "pattern": r"^[^\W_][\w\-./]{0,63}$"}
+TAG = _param("name", "path", TAG_NAME)
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200})
 CURSOR = _param("cursor", "query", {"type": "string"}, description="next_cursor of the last page")
 NO_CONTENT = {"204": {"description": "Done"}}
@@ -60,8 +63,7 @@ ITEM_FIELDS: dict[str, Any] = {
     "type": {"enum": ["note", "task"]},
     "title": {"type": "string", "maxLength": 500},
     "body": {"type": "string"},
-    "tags": {"type": "array", "items": {"type": "string", "pattern": r"^[^\W_][\w\-./]{0,63}$"},
-             "maxItems": 50},
+    "tags": {"type": "array", "items": TAG_NAME, "maxItems": 50},
     "status": {"enum": ["open", "done", "archived"]},
     "due": {"type": ["string", "null"], "format": "date"},
     "due_time": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
@@ -155,7 +157,7 @@ def document() -> dict[str, Any]:
                                       "Logged in")},
                         body={JSON: {"schema": {"type": "object", "required": ["password"],
                                                 "properties": {"password": TEXT}}}},
-                        public=True, errors=(400, 413, 415, 429)),
+                        public=True, errors=(400, 401, 413, 415, 429)),
             "delete": _op("Log out", NO_CONTENT, public=True, errors=(403,)),
         },
         "/api/v1/tokens": {
@@ -164,7 +166,9 @@ def document() -> dict[str, Any]:
             "post": _op("Create an API token (shown once)",
                         {"201": _json(_ref("Token"), "Created")},
                         body={JSON: {"schema": {"type": "object", "required": ["name"],
-                                                "properties": {"name": TEXT}}}},
+                                                "properties": {"name": {
+                                                    "type": "string", "pattern": r"\S",
+                                                    "maxLength": MAX_TOKEN_NAME}}}}},
                         errors=(400, 403, 413, 415, 422)),
         },
         "/api/v1/tokens/{id}": {"delete": _op("Revoke a token", NO_CONTENT, params=[ID],
@@ -216,7 +220,7 @@ def document() -> dict[str, Any]:
             "patch": _op("Rename a tag; merge: true merges into an existing one",
                          {"200": _json(_ref("Tag"), "Renamed")}, params=[TAG],
                          body={JSON: {"schema": {"type": "object", "required": ["name"],
-                                                 "properties": {"name": TEXT,
+                                                 "properties": {"name": TAG_NAME,
                                                                 "merge": {"type": "boolean"}}}}},
                          errors=(400, 403, 404, 409, 413, 415, 422)),
             "delete": _op("Remove a tag from every item", NO_CONTENT, params=[TAG],
@@ -230,7 +234,8 @@ def document() -> dict[str, Any]:
             "get": _op("Settings", {"200": _json(_ref("Settings"), "Settings")}),
             "patch": _op("Change settings", {"200": _json(_ref("Settings"), "Settings")},
                          body={JSON: {"schema": {"type": "object", "additionalProperties": False,
-                                                 "properties": {"timezone": TEXT}}}},
+                                                 "properties": {"timezone": {
+                                                     "enum": sorted(zone_names())}}}}},
                          errors=(400, 403, 413, 415, 422)),
         },
         "/api/v1/agenda": {"get": _op(

@@ -7,6 +7,7 @@ import re
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import status_code_conformance
 
 from conftest import make_settings, start_server, stop_server
 from taskplaner.openapi import document
@@ -64,6 +65,8 @@ def test_no_input_makes_a_server_error(api, api_schema):
                 response = case.call(headers=headers, timeout=30)
                 statuses.add(response.status_code)
                 assert response.status_code < 500, (case.method, case.path, response.text[:300])
+                # the document and the app agree: every status answered is documented
+                case.validate_response(response, checks=[status_code_conformance])
                 if response.status_code >= 400 and response.headers.get("Content-Type", "").startswith(
                     "application/json"
                 ):
