@@ -1,7 +1,7 @@
 """TaskPlaner benchmarks (not tests): each figure comes with a baseline measured in the same run.
 
     .venv/bin/python bench/run.py [--notes 100000]
-        [--only create,search,memory,upload,upload-memory,http,startup]
+        [--only create,search,memory,upload,upload-memory,import-memory,http,startup,image]
 
 Prints one Markdown table row per benchmark, ready for the README's "Benchmarks" table, and
 writes bench/results/latest.json. Targets (issue #4) are shown next to each figure.
@@ -481,6 +481,44 @@ def bench_upload_memory(tmp: Path) -> list[dict[str, Any]]:
     return [per_format, together]
 
 
+def bench_import_memory(tmp: Path, rows: int = 1_000_000) -> dict[str, Any]:
+    """Peak memory of each import path given its worst shape (bench/archives.py), a fresh
+    server each, against the server's own size once warm; budget +64 MiB (README "Limits")."""
+    import archives
+    import requests
+
+    budget = 64.0
+    figures, ok, idles = [], True, []
+    for name, shape in archives.SHAPES.items():
+        folder = tmp / f"import-{len(figures)}"
+        folder.mkdir()
+        archive = shape.build(folder, rows)
+        with serving(folder / "data") as (server, base, headers):
+            requests.post(base + archives.RESTORE, data=archives.small_restore(), timeout=60,
+                          headers={**headers, "Content-Type": archives.GZIP})
+            requests.post(base + archives.MARKDOWN, timeout=60,
+                          data=archives.zip_bytes({"a.md": "# a\n"}),
+                          headers={**headers, "Content-Type": archives.ZIP})
+            idle = _status_mib(server.pid, "VmRSS")
+            started = time.perf_counter()
+            with archive.open("rb") as fh:
+                res = requests.post(base + shape.route, data=fh, timeout=600,
+                                    headers={**headers, "Content-Type": shape.content_type})
+            seconds = time.perf_counter() - started
+            grown = _status_mib(server.pid, "VmHWM") - idle
+        ok = ok and res.status_code == shape.status and grown <= budget
+        idles.append(idle)
+        figures.append(f"{name}: +{grown:.0f} MiB, {res.status_code} in {seconds:.1f} s")
+        shutil.rmtree(folder)
+    worst = max(float(f.split("+")[1].split(" ")[0]) for f in figures)
+    return {"name": f"Import memory, worst shape of each path ({rows:,} rows where rows count;"
+                    " fresh server each, VmHWM)",
+            "value": " · ".join(figures),
+            "baseline": f"the server warm, before the import: {statistics.median(idles):.0f} MiB",
+            "ratio": f"worst +{worst:.0f} MiB = {worst / budget:.2f} of the budget",
+            "target": "≤ +64 MiB each, the answer as expected", "ok": ok}
+
+
 def chart_memory_limit_mib() -> float:
     values = (Path(__file__).parent.parent / "app" / "chart" / "values.yaml").read_text()
     limit = values.split("limits:", 1)[1].split("memory:", 1)[1].split("}")[0].strip()
@@ -704,7 +742,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, default=100_000)
     parser.add_argument("--only",
-                        default="create,search,memory,upload,upload-memory,http,startup,image")
+                        default="create,search,memory,upload,upload-memory,import-memory,http,"
+                        "startup,image")
     args = parser.parse_args()
     chosen = args.only.split(",")
     # the access log as `taskplaner serve` writes it: one JSON line per request
@@ -722,6 +761,8 @@ def main() -> int:
             rows.append(bench_upload(tmp))
         if "upload-memory" in chosen:
             rows += bench_upload_memory(tmp)
+        if "import-memory" in chosen:
+            rows.append(bench_import_memory(tmp))
         if "http" in chosen:
             rows.append(bench_http(tmp))
         if "startup" in chosen:

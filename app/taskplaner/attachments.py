@@ -296,7 +296,7 @@ class Attachments:
     def absent(self, limit: int = 5) -> tuple[int, list[sqlite3.Row]]:
         """Attachments whose image or thumbnail file is not on disk: how many, and the first
         ``limit`` of them with their item. One stat per file; ``check`` also reads the bytes."""
-        count, first = 0, []
+        count, first = 0, list[sqlite3.Row]()
         with self.db.snapshot() as conn:
             for row in conn.execute(
                     "SELECT a.id, a.item_id, a.hash, a.thumb_hash, a.filename, i.title"

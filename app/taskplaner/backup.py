@@ -456,7 +456,9 @@ class _Import:
                 source.write(chunk)
             source.seek(0)
             try:
-                top = _split_v1(source, {"attachments": attachments, "items": items})
+                top = _split_v1(source, {"attachments": attachments, "items": items},
+                                self.services.settings.max_title_chars
+                                + self.services.settings.max_body_chars)
             except (ijson.JSONError, ValueError) as exc:
                 raise _bad(f"{MANIFEST} is not valid JSON: {str(exc)[:80]}") from None
             if top.get("format") != FORMAT or top.get("version") != 1:
@@ -485,10 +487,10 @@ def _containers(raw: bytes) -> int:
     return bare.count(b"[") + bare.count(b"{")
 
 
-def _split_v1(source: IO[bytes], lists: dict[str, IO[bytes]]) -> dict[str, Any]:
+def _split_v1(source: IO[bytes], lists: dict[str, IO[bytes]], max_chars: int) -> dict[str, Any]:
     """Stream a version 1 document: each element of its top-level lists named in ``lists``
-    becomes one JSON line in that file; returns the top-level scalars, and in ``lists`` the
-    names of the top-level values that were lists."""
+    becomes one JSON line in that file; returns the top-level scalars, and under "lists" the
+    names of the top-level values that were lists. No text may be longer than ``max_chars``."""
     import ijson
 
     top: dict[str, Any] = {"lists": set()}
@@ -496,6 +498,8 @@ def _split_v1(source: IO[bytes], lists: dict[str, IO[bytes]]) -> dict[str, Any]:
     builder: Any = None
     events = 0
     for event, value in ijson.basic_parse(source, use_float=True):
+        if event == "string" and len(value) > max_chars:  # refused before it is copied
+            raise _bad(f"a text in {MANIFEST} is longer than an item can hold")
         if builder is not None:  # inside one element of a wanted list
             builder.event(event, value)
             events += 1

@@ -199,7 +199,7 @@ def check_directory(spool: IO[bytes]) -> None:
         record = spool.read(_ZIP64_EOCD.size)
         if record_at < 0 or len(record) < _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
             raise AppError(400, "bad_archive", "the zip's ZIP64 end record is damaged")
-        _, _, _, _, _, _, entries, directory_bytes, _ = _ZIP64_EOCD.unpack(record)
+        _, _, _, _, _, _, _, entries, directory_bytes, _ = _ZIP64_EOCD.unpack(record)
         directory_at = record_at - directory_bytes
     if entries > MAX_FILES:
         raise _too_many_files()

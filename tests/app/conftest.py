@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from taskplaner.services import Services, open_services
 from taskplaner.web.server import create_server
 
 PASSWORD = "correct horse battery"
+# bench/archives.py: the worst-shaped archives, shared by the import tests and the benchmark
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
 
 @dataclass
@@ -181,3 +184,59 @@ def create_item(client: requests.Session, app: Running, **fields: Any) -> dict[s
     res = client.post(app.url("/api/v1/items"), json=fields)
     assert res.status_code == 201, res.text
     return res.json()
+
+
+def status_mib(pid: int, field: str) -> float:
+    """A /proc/<pid>/status figure in MiB: VmRSS now, VmHWM the peak since the process began."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+@dataclass
+class ServedProcess:
+    """`taskplaner serve` in a process of its own, so that its peak memory is one request's."""
+
+    proc: Any
+    base_url: str
+    token: str
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def post(self, path: str, data: bytes, content_type: str) -> requests.Response:
+        return requests.post(self.url(path), data=data, timeout=300, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+
+    def mib(self, field: str) -> float:
+        return status_mib(self.proc.pid, field)
+
+
+@contextlib.contextmanager
+def served_process(data_dir: Path, **env: str) -> Iterator[ServedProcess]:
+    import os
+    import subprocess
+    import sys
+
+    environ = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir), **env}
+    token = subprocess.run([sys.executable, "-m", "taskplaner", "token", "create", "mem"],
+                           capture_output=True, text=True, check=True, env=environ).stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"],
+                            env={**environ, "TASKPLANER_PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = ServedProcess(proc, f"http://127.0.0.1:{port}", token)
+
+    def up() -> bool:
+        try:
+            return requests.get(served.url("/healthz"), timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        assert wait_for(up, timeout=30), "the server did not start"
+        yield served
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

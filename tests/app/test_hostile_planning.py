@@ -5,11 +5,10 @@ never a 500. The properties over the whole domain are in test_domain_properties.
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-import zipfile
 
+import archives
 import icalendar
 import pytest
 
@@ -68,16 +67,8 @@ def test_unicode_digits_in_a_rule_are_a_422_on_the_api_and_in_imports(app, clien
     assert "INTERVAL" in report["skipped"][0]["reason"]
 
 
-def _zip(files: dict[str, str]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return out.getvalue()
-
-
 def _import(client, app, files: dict[str, str]):
-    res = client.post(app.url("/api/v1/import/markdown"), data=_zip(files),
+    res = client.post(app.url("/api/v1/import/markdown"), data=archives.zip_bytes(files),
                       headers={"Content-Type": "application/zip"})
     assert res.status_code == 200, res.text
     return res.json()
@@ -95,7 +86,7 @@ def test_deep_yaml_skips_that_file_and_the_import_goes_on(app, client):
 
 def test_a_zip_of_more_members_than_the_import_takes_is_refused_unread(app, client):
     members = {f"n{i}.md": "" for i in range(20_001)}
-    res = client.post(app.url("/api/v1/import/markdown"), data=_zip(members),
+    res = client.post(app.url("/api/v1/import/markdown"), data=archives.zip_bytes(members),
                       headers={"Content-Type": "application/zip"})
     assert res.status_code == 413, res.text
     assert "20,000 files" in res.json()["error"]["message"]
@@ -105,7 +96,7 @@ def test_a_zip_of_more_members_than_the_import_takes_is_refused_unread(app, clie
 def test_a_zip_that_hides_its_members_behind_a_small_count_is_refused(app, client):
     """zipfile reads members by the directory's size; a count of 1 in the end record must not
     let 30,000 through."""
-    data = bytearray(_zip({f"n{i}.md": "" for i in range(30_000)}))
+    data = bytearray(archives.zip_bytes({f"n{i}.md": "" for i in range(30_000)}))
     end = data.rfind(b"PK\x05\x06")
     data[end + 8:end + 12] = (1).to_bytes(2, "little") * 2
     res = client.post(app.url("/api/v1/import/markdown"), data=bytes(data),
