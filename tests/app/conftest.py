@@ -194,6 +194,10 @@ def status_mib(pid: int, field: str) -> float:
     raise AssertionError(field)
 
 
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 @dataclass
 class ServedProcess:
     """`taskplaner serve` in a process of its own, so that its peak memory is one request's."""
@@ -211,6 +215,12 @@ class ServedProcess:
 
     def mib(self, field: str) -> float:
         return status_mib(self.proc.pid, field)
+
+    def reset_peak(self) -> float:
+        """Start VmHWM again from the current RSS (Linux's clear_refs "5"), so that the next
+        peak is the next request's own, not start-up's or a warm-up's; return that RSS."""
+        reset_peak(self.proc.pid)
+        return self.mib("VmRSS")
 
 
 @contextlib.contextmanager
