@@ -181,6 +181,21 @@ def cluster() -> Cluster:
 Pod = tuple[str, dict[str, str]]  # (namespace, labels)
 
 
+def alloy_relabel(config: str, folder: Path, pods: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Pod labels, as Kubernetes discovery names them (``__meta_kubernetes_pod_label_…``), through
+    the discovery.relabel "pods" rules of an Alloy configuration: tests/alloy evaluates them with
+    Alloy's own evaluator and applies them with Prometheus's relabel package (Alloy runs a copy
+    of it). The results, one per pod, in order."""
+    path = folder / "config.alloy"
+    path.write_text(config)
+    targets = [{"__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v
+                for k, v in labels.items()} for labels in pods]
+    result = subprocess.run(["alloy-syntax-check", "-relabel", "pods", str(path)],
+                            input=json.dumps(targets), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """A Kubernetes label selector (matchLabels and matchExpressions) against labels."""
     if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):

@@ -19,8 +19,9 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 # redis-server is the Redis the test cluster's Argo CD caches in (as the chart's redis pod does).
 # sudo: the site scenario deploys as a non-root user with sudo, as on a real host.
 # iproute2: the test cluster routes its pod network to this host (tests/cluster/cluster.sh).
+# nftables: the k3s_metrics scenario loads the role's firewall rules for real, in a namespace.
 DEBIAN_TEST_PACKAGES=(sqlite3 openssl ca-certificates git curl prometheus chromium fonts-dejavu-core
-  redis-server sudo iproute2)
+  redis-server sudo iproute2 nftables)
 # The image tests build and run the image as a user would: podman (with runc, see
 # scripts/image.sh), debootstrap for a base image where no registry serves one, podman-compose
 # for docker-compose.yml.

@@ -182,10 +182,12 @@ build_traefik() {
     -o "$bin/traefik-$TRAEFIK_VERSION" github.com/traefik/traefik/v3/cmd/traefik
 }
 
-# Alloy's own configuration parser, wrapped by tests/alloy (a few lines of Go): the alloy role's
-# tests check the configuration it renders with it.
+# Alloy's own configuration parser and evaluator, wrapped by tests/alloy (a small Go program, with
+# Prometheus's relabel package for the rules): the alloy role's tests check the configuration it
+# renders with it, and what its relabel rules make of real pods' labels.
 build_alloy_syntax_check() {
-  (cd "$here/../alloy" && go build -trimpath -o "$bin/alloy-syntax-check-$ALLOY_SYNTAX_VERSION" .)
+  (cd "$here/../alloy" && go build -trimpath -ldflags "-s -w" \
+    -o "$bin/alloy-syntax-check-$ALLOY_CHECK_VERSION" .)
 }
 
 what="${1:-all}"
@@ -205,7 +207,7 @@ case "$what" in
       build_prometheus_operator prometheus-config-reloader prometheus-config-reloader ;;
   prometheus) run_build prometheus "$PROMETHEUS_VERSION" build_prometheus ;;
   traefik) run_build traefik "$TRAEFIK_VERSION" build_traefik ;;
-  alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_SYNTAX_VERSION" build_alloy_syntax_check ;;
+  alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_CHECK_VERSION" build_alloy_syntax_check ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
              gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus traefik alloy-syntax-check; do

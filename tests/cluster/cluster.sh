@@ -343,7 +343,7 @@ link_tools() {  # plain names (helm, kubectl) for tools that look them up on PAT
   mkdir -p "$bin/links"
   ln -sf "$bin/helm-$HELM_VERSION" "$bin/links/helm"
   ln -sf "$bin/kubectl-$KUBERNETES_VERSION" "$bin/links/kubectl"
-  ln -sf "$bin/alloy-syntax-check-$ALLOY_SYNTAX_VERSION" "$bin/links/alloy-syntax-check"
+  ln -sf "$bin/alloy-syntax-check-$ALLOY_CHECK_VERSION" "$bin/links/alloy-syntax-check"
 }
 
 case "${1:-}" in

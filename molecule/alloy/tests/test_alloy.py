@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from conftest import alloy_relabel
+
 NS = "alloy"
 
 
@@ -62,6 +64,16 @@ def test_configuration_ships_this_nodes_pods_and_the_k3s_journal_to_loki(cluster
     assert "stage.cri {}" in config  # unwraps CRI lines so TaskPlaner's JSON stays JSON for `| json`
     assert 'matches       = "_SYSTEMD_UNIT=k3s.service"' in config
     assert 'url = "http://loki.loki.svc.cluster.local:3100/loki/api/v1/push"' in config
+
+
+def test_the_app_label_is_the_first_of_the_pods_names_that_is_set(cluster, tmp_path):
+    pods = [{"app.kubernetes.io/name": "kube-prometheus-stack-prometheus-operator",
+             "app": "kube-prometheus-stack-operator"},  # the operator's pod has both
+            {"app": "only-app"}, {"app.kubernetes.io/name": "only-name"}, {"other": "x"},
+            {"app.kubernetes.io/name": "", "app": "empty-name"}]
+    apps = [target.get("app") for target in alloy_relabel(_config(cluster), tmp_path, pods)]
+    assert apps == ["kube-prometheus-stack-prometheus-operator", "only-app", "only-name", None,
+                    "empty-name"]
 
 
 def test_check_mode_after_converge_reports_no_change(check_mode_changes):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "root"
@@ -62,7 +65,8 @@ def test_check_mode_reports_a_pending_change_without_making_it(converge):
 
 def test_firewall_rules_allow_only_the_given_networks(host):
     rules = host.file(str(ROOT / "etc/nftables.d/k3s-metrics.nft")).content_string
-    assert "elements = { 10.42.0.0/16, 192.168.1.10/32 }" in rules
+    # the user's cluster-cidr (prepare.yml) with the listed 10.52.7.0/24 merged into it
+    assert "elements = { 10.52.0.0/16, 192.168.1.10/32 }" in rules
     assert "elements = { fd00::/8 }" in rules
     # 9100: node-exporter on the host network, which no NetworkPolicy covers
     assert "tcp dport { 10249, 10257, 10259, 2381, 9100 } drop" in rules
@@ -149,3 +153,79 @@ def test_a_host_without_a_default_route_stops_before_any_change_naming_the_setti
     assert result.returncode != 0
     assert "this host has no default route" in result.stdout and "k3s_metrics_wait_host" in result.stdout
     assert DROPIN.read_bytes() == before
+
+
+NODE, PEER = "tpk-node", "tpk-peer"  # network namespaces: this host and one next to it
+LISTEN = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+for port in map(int, sys.argv[1:]):
+    server = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    sel.register(server, selectors.EVENT_READ)
+print("listening", flush=True)
+while True:
+    for key, _ in sel.select():
+        key.fileobj.accept()[0].close()
+"""
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1,
+                             source_address=(sys.argv[3], 0)).close()
+except OSError:
+    sys.exit(1)
+"""
+
+
+def _ip(*args: str, ns: str | None = None, check: bool = True) -> None:
+    subprocess.run([*(["ip", "netns", "exec", ns] if ns else []), "ip", *args], check=check,
+                   capture_output=True)
+
+
+@pytest.fixture
+def two_hosts():
+    """This host (the node, with the role's nftables rules) and a peer on its LAN, each in a
+    network namespace of its own, joined by a veth pair. The peer holds a pod address of the
+    user's cluster-cidr, the listed LAN host's address and an unlisted one."""
+    for ns in (NODE, PEER):
+        _ip("netns", "del", ns, check=False)
+        _ip("netns", "add", ns)
+        _ip("link", "set", "lo", "up", ns=ns)
+    _ip("link", "add", "tpk0", "netns", NODE, "type", "veth", "peer", "name", "tpk1", "netns", PEER)
+    for ns, dev, addresses in ((NODE, "tpk0", ["192.168.1.1/24", "10.52.0.1/16", "fd00::1/64"]),
+                               (PEER, "tpk1", ["192.168.1.10/24", "192.168.1.77/24",
+                                               "10.52.3.4/16", "fd00::10/64", "2001:db8::10/64"])):
+        for address in addresses:
+            _ip("addr", "add", address, "dev", dev, *(["nodad"] if ":" in address else []), ns=ns)
+        _ip("link", "set", dev, "up", ns=ns)
+    _ip("route", "add", "2001:db8::/64", "dev", "tpk0", ns=NODE)
+    yield
+    for ns in (NODE, PEER):
+        _ip("netns", "del", ns, check=False)
+
+
+def test_the_rules_let_prometheus_pods_and_listed_hosts_in_and_no_one_else(two_hosts):
+    """Real nftables, the rules file the role wrote: a connection from a pod address (the user's
+    cluster-cidr) is accepted, one from the listed LAN host too, one from an unlisted LAN
+    address dropped; ports other than the metrics ports stay open."""
+    rules = ROOT / "etc/nftables.d/k3s-metrics.nft"
+    subprocess.run(["ip", "netns", "exec", NODE, "nft", "-f", str(rules)], check=True)
+    listener = subprocess.Popen(["ip", "netns", "exec", NODE, sys.executable, "-c", LISTEN,
+                                 "9100", "10249", "10257", "8080"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "listening"
+
+        def reaches(source: str, port: int, target: str = "192.168.1.1") -> bool:
+            done = subprocess.run(["ip", "netns", "exec", PEER, sys.executable, "-c", CONNECT,
+                                   target, str(port), source], timeout=10)
+            return done.returncode == 0
+
+        assert reaches("10.52.3.4", 9100) and reaches("10.52.3.4", 10249)  # Prometheus's pod
+        assert reaches("192.168.1.10", 10257)  # the listed host
+        assert not reaches("192.168.1.77", 9100) and not reaches("192.168.1.77", 10249)
+        assert reaches("192.168.1.77", 8080)  # only the metrics ports are closed
+        assert reaches("fd00::10", 9100, "fd00::1")  # fd00::/8 is listed
+        assert not reaches("2001:db8::10", 9100, "fd00::1")  # not listed
+    finally:
+        listener.kill()
+        listener.wait()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import bcrypt
 
@@ -13,7 +15,7 @@ NS = "loki"
 
 def test_single_binary_with_filesystem_tsdb_and_enforced_retention(cluster):
     values = cluster.values("loki", NS)
-    assert values["deploymentMode"] == "SingleBinary"
+    assert values["deploymentMode"] == "Monolithic"  # SingleBinary is the deprecated alias
     loki = values["loki"]
     assert loki["auth_enabled"] is False
     assert loki["storage"]["type"] == "filesystem"
@@ -25,6 +27,25 @@ def test_single_binary_with_filesystem_tsdb_and_enforced_retention(cluster):
     for off in ["chunksCache", "resultsCache", "lokiCanary", "test", "gateway"]:
         assert values[off]["enabled"] is False, off
     assert [values[p]["replicas"] for p in ("read", "write", "backend")] == [0, 0, 0]
+
+
+def test_the_current_mode_name_renders_what_the_deprecated_one_did(cluster, tmp_path):
+    """deploymentMode Monolithic, without singleBinary.replicas, renders the same objects as
+    SingleBinary with one replica did: the real chart, from the chart cache, both ways."""
+    [chart] = Path(os.environ["TASKPLANER_CHART_CACHE"]).glob("loki-*.tgz")
+    values = cluster.values("loki", NS)
+    assert "replicas" not in values["singleBinary"]
+    old = {**values, "deploymentMode": "SingleBinary",
+           "singleBinary": {**values["singleBinary"], "replicas": 1}}
+    rendered = []
+    for name, variant in (("current", values), ("deprecated", old)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(variant))
+        rendered.append(subprocess.run(
+            ["helm", "template", "loki", str(chart), "-n", NS, "-f", str(path),
+             "--kube-version", "1.34.0"], capture_output=True, text=True, check=True).stdout)
+    assert rendered[0] == rendered[1]
+    assert "kind: StatefulSet" in rendered[0] and "replicas: 1" in rendered[0]
 
 
 def test_only_the_single_binary_runs_with_requests_and_a_limit(cluster):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import network_policy_allows, scrape_targets
+from conftest import alloy_relabel, network_policy_allows, scrape_targets
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -169,6 +169,19 @@ def test_who_may_reach_whom(cluster):
         if network_policy_allows(policies, who, whom, port) != allowed
     ]
     assert not wrong, wrong
+
+
+def test_alloy_names_each_pods_logs_by_the_first_of_its_names(cluster, tmp_path):
+    """Every pod the real charts run, through the Alloy configuration the site deployed: its
+    logs' app label is app.kubernetes.io/name, else app (the operator's pod has both; one
+    rule joining them named it "kube-prometheus-stack-prometheus-operatorkube-…")."""
+    config = cluster.values("alloy", "alloy")["alloy"]["configMap"]["content"]
+    pods = [p["metadata"].get("labels", {}) for p in cluster.items("pod")]
+    both = [p for p in pods if p.get("app.kubernetes.io/name") and p.get("app")]
+    assert both, "no pod carries both labels: the test would show nothing"
+    for labels, target in zip(pods, alloy_relabel(config, tmp_path, pods), strict=True):
+        expected = labels.get("app.kubernetes.io/name") or labels.get("app")
+        assert target.get("app") == expected, labels
 
 
 # The jobs k3s serves from its one process, each port with the whole registry (k3s-io/k3s#2262).

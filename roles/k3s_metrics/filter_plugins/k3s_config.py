@@ -44,6 +44,20 @@ def k3s_merge_args(effective: dict[str, Any], wanted: dict[str, list[str]]) -> d
     return merged
 
 
+# k3s's own default when the configuration names no cluster-cidr (k3s server --help)
+K3S_DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
+
+
+def k3s_pod_cidrs(effective: dict[str, Any]) -> list[str]:
+    """The cluster's pod networks, from which Prometheus scrapes the node: k3s's cluster-cidr
+    (a comma-separated string, "10.42.0.0/16,2001:cafe:42::/56" when dual-stack, or a list),
+    else k3s's default."""
+    value = effective.get("cluster-cidr") or K3S_DEFAULT_CLUSTER_CIDR
+    parts = [p for item in _as_list(value) for p in str(item).split(",")]
+    return [p.strip() for p in parts if p.strip()]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"k3s_effective_config": k3s_effective_config, "k3s_merge_args": k3s_merge_args}
+        return {"k3s_effective_config": k3s_effective_config, "k3s_merge_args": k3s_merge_args,
+                "k3s_pod_cidrs": k3s_pod_cidrs}
