@@ -89,6 +89,72 @@ def test_pod_is_locked_down_with_one_replica_recreated(cluster_env):
     }
 
 
+LARGE_LIBRARY = 500_000  # notes: a very large personal library must start within the probe
+
+
+def test_a_start_that_rebuilds_the_search_indexes_fits_the_startup_probe(cluster_env, tmp_path):
+    """A first start after an upgrade may rebuild both search indexes before the server
+    listens. Measured on a database of 20,000 notes at schema 1 (both rebuilds pending), the
+    time to the first 200 on /healthz, scaled to LARGE_LIBRARY notes, must fit the chart's
+    startupProbe, which must end before the rollout's deadline; the liveness probe waits for it
+    (no initial delay of its own). No kubelet runs here: the probe's budget is computed from the
+    rendered Deployment, the start is a real `taskplaner serve`."""
+    spec = by_kind(render(cluster_env), "Deployment")["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    probe = container["startupProbe"]
+    assert probe["httpGet"]["path"] == "/healthz"
+    budget = probe["periodSeconds"] * probe["failureThreshold"]
+    assert budget < spec["progressDeadlineSeconds"]
+    assert "initialDelaySeconds" not in container["livenessProbe"]
+    notes = 20_000
+    seconds = _start_seconds(tmp_path / "data", notes)
+    assert seconds * LARGE_LIBRARY / notes < budget, (seconds, budget)
+
+
+def _start_seconds(data: Path, notes: int) -> float:
+    import os
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from taskplaner.db import MIGRATIONS, _split_sql
+
+    data.mkdir(parents=True)
+    db = Database(data / "taskplaner.db")
+    db.conn.execute("BEGIN IMMEDIATE")
+    for statement in _split_sql(MIGRATIONS[0]):
+        db.conn.execute(statement)
+    db.conn.execute("PRAGMA user_version = 1")
+    words = "garden plan report budget travel ticket kitchen recipe invoice meeting idea".split()
+    db.conn.executemany(
+        "INSERT INTO items (type, title, body, tags_text, created, updated)"
+        " VALUES ('note', ?, ?, '', '2026-01-01', '2026-01-01')",
+        ((f"note {i}", " ".join(words[(i + k) % len(words)] for k in range(60)) + f" n{i}")
+         for i in range(notes)))
+    db.conn.execute("COMMIT")
+    db.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(data), "TASKPLANER_PORT": str(port),
+           "TASKPLANER_PASSWORD": "a-password-for-the-start"}
+    started = time.monotonic()
+    server = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.monotonic() - started < 120:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return time.monotonic() - started
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the server did not answer within 120 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_a_rollout_that_cannot_start_is_reported_within_minutes_and_registries_can_be_private(cluster_env):
     """An image the pipeline has not built yet (first deploy) fails the rollout after 3 minutes,
     so Argo CD shows Degraded (the role's wait stops there); pull secrets reach the pod."""
