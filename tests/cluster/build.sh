@@ -190,6 +190,13 @@ build_alloy_syntax_check() {
     -o "$bin/alloy-syntax-check-$ALLOY_CHECK_VERSION" .)
 }
 
+# k3s's HelmChart and HelmChartConfig CRDs ship in helm-controller's module (generated YAML):
+# downloading the module is all (cluster.sh applies them from the module cache).
+fetch_helm_controller() {
+  go mod download "github.com/k3s-io/helm-controller@$HELM_CONTROLLER_VERSION" \
+    || { log "FAILED to download github.com/k3s-io/helm-controller@$HELM_CONTROLLER_VERSION"; exit 1; }
+}
+
 what="${1:-all}"
 if [[ "$what" == _step ]]; then shift; set -x; "$@"; exit; fi
 case "$what" in
@@ -208,9 +215,11 @@ case "$what" in
   prometheus) run_build prometheus "$PROMETHEUS_VERSION" build_prometheus ;;
   traefik) run_build traefik "$TRAEFIK_VERSION" build_traefik ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_CHECK_VERSION" build_alloy_syntax_check ;;
+  helm-controller) fetch_helm_controller ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
-             gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus traefik alloy-syntax-check; do
+             gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus traefik alloy-syntax-check \
+             helm-controller; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

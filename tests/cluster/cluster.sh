@@ -190,6 +190,17 @@ up_traefik_crds() {
     || fail "applying Traefik's CRDs from $crds" "$run/logs/traefik-crds.log"
 }
 
+# k3s's own CRDs, HelmChart and HelmChartConfig, from helm-controller's module (the YAML it
+# generates and k3s installs): the monitoring role's HelmChartConfig is checked against k3s's
+# real schema.
+up_k3s_crds() {
+  local dir
+  dir="$(go env GOMODCACHE)/github.com/k3s-io/helm-controller@$HELM_CONTROLLER_VERSION/pkg/crds/yaml/generated"
+  kubectl_ apply --server-side -f "$dir/helm.cattle.io_helmcharts.yaml" \
+    -f "$dir/helm.cattle.io_helmchartconfigs.yaml" >"$run/logs/k3s-crds.log" 2>&1 \
+    || fail "applying k3s's CRDs from $dir" "$run/logs/k3s-crds.log"
+}
+
 # Pods get their addresses from the node's podCIDR (kwok takes it from there), a range this host
 # takes as its own (a "local" route on the loopback device, as AnyIP): a process bound to a
 # pod's address is that pod to every client. RFC 2544's benchmarking range, which no LAN uses.
@@ -359,6 +370,7 @@ case "${1:-}" in
     up_pod_network
     up_kubernetes
     up_traefik_crds
+    up_k3s_crds
     up_gitea gitea "$GITEA_VERSION" GITEA
     up_gitea gitea-previous "$GITEA_PREVIOUS_VERSION" GITEA_PREVIOUS
     up_argocd_runner
