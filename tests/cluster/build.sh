@@ -190,6 +190,13 @@ build_alloy_syntax_check() {
     -o "$bin/alloy-syntax-check-$ALLOY_CHECK_VERSION" .)
 }
 
+# What k3s does with its manifests folder at each start (tests/k3s-deploy, wrangler's apply): the
+# restart tests run it.
+build_k3s_deploy() {
+  (cd "$here/../k3s-deploy" && go build -trimpath -ldflags "-s -w" \
+    -o "$bin/k3s-deploy-$K3S_DEPLOY_VERSION" .)
+}
+
 # k3s's HelmChart and HelmChartConfig CRDs ship in helm-controller's module (generated YAML):
 # downloading the module is all (cluster.sh applies them from the module cache).
 fetch_helm_controller() {
@@ -216,10 +223,11 @@ case "$what" in
   traefik) run_build traefik "$TRAEFIK_VERSION" build_traefik ;;
   alloy-syntax-check) run_build alloy-syntax-check "$ALLOY_CHECK_VERSION" build_alloy_syntax_check ;;
   helm-controller) fetch_helm_controller ;;
+  k3s-deploy) run_build k3s-deploy "$K3S_DEPLOY_VERSION" build_k3s_deploy ;;
   all)
     for c in kine helm kwok kube-apiserver kube-controller-manager kube-scheduler kubectl gitea \
              gitea-previous argocd prometheus-operator prometheus-config-reloader prometheus traefik alloy-syntax-check \
-             helm-controller; do
+             helm-controller k3s-deploy; do
       "$0" "$c"
     done ;;
   path) echo "$bin" ;;

@@ -355,6 +355,7 @@ link_tools() {  # plain names (helm, kubectl) for tools that look them up on PAT
   ln -sf "$bin/helm-$HELM_VERSION" "$bin/links/helm"
   ln -sf "$bin/kubectl-$KUBERNETES_VERSION" "$bin/links/kubectl"
   ln -sf "$bin/alloy-syntax-check-$ALLOY_CHECK_VERSION" "$bin/links/alloy-syntax-check"
+  ln -sf "$bin/k3s-deploy-$K3S_DEPLOY_VERSION" "$bin/links/k3s-deploy"
 }
 
 case "${1:-}" in

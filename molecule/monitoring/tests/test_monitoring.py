@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -224,6 +226,76 @@ def test_traefik_metrics_turned_on_and_scraped(cluster):
     assert values["metrics"]["prometheus"]["service"]["enabled"] is True
     monitor = cluster.get("servicemonitor", "traefik", "kube-system")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+MANIFESTS = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "manifests"
+
+
+def traefik_values(cluster) -> dict:
+    return yaml.safe_load(cluster.get("helmchartconfig", "traefik", "kube-system")["spec"]["valuesContent"])
+
+
+def file_documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def assert_the_roles_traefik_values(values: dict) -> None:
+    assert values["logs"] == {"access": {"enabled": True}}  # the user's
+    assert values["metrics"]["prometheus"]["addEntryPointsLabels"] is False  # the user's
+    assert values["metrics"]["prometheus"]["service"]["enabled"] is True  # the role's
+    assert values["service"]["spec"]["externalTrafficPolicy"] == "Local"  # the role's
+
+
+def test_the_users_traefik_file_holds_the_merged_values_and_the_api_follows(cluster):
+    """k3s re-applies its manifests folder at every start: the user's file is where the role's
+    values go, their other object kept, a copy of the file as it was beside it."""
+    [config, other] = file_documents(MANIFESTS / "traefik.yaml")
+    assert config["kind"] == "HelmChartConfig" and other["metadata"]["name"] == "users-own-object"
+    assert_the_roles_traefik_values(yaml.safe_load(config["spec"]["valuesContent"]))
+    assert yaml.safe_load(config["spec"]["valuesContent"]) == traefik_values(cluster)
+    [backup] = [p for p in MANIFESTS.iterdir() if p.name.startswith("traefik.yaml.")]
+    assert backup.read_text().startswith("# my Traefik settings")
+    assert not (MANIFESTS / "traefik-config.yaml").exists()  # the user's file is the one
+
+
+def _k3s_starts(folder: Path) -> None:
+    result = subprocess.run(["k3s-deploy", str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_traefiks_values_survive_a_k3s_restart_and_the_role_then_changes_nothing(cluster, converge):
+    _k3s_starts(MANIFESTS)  # k3s's start: every file of the folder applied with wrangler's apply
+    assert_the_roles_traefik_values(traefik_values(cluster))
+    result = converge()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "changed=0" in result.stdout, result.stdout[-3000:]
+
+
+def test_without_a_file_of_the_users_the_role_writes_its_own_from_the_api_object(cluster, converge,
+                                                                                 tmp_path):
+    """A HelmChartConfig made with kubectl only: the role's file starts from its values, and a
+    k3s start then keeps them."""
+    result = converge("-e", json.dumps({"monitoring_k3s_manifests_dir": str(tmp_path)}))
+    assert result.returncode == 0, result.stdout[-3000:]
+    [config] = file_documents(tmp_path / "traefik-config.yaml")
+    assert (config["metadata"]["name"], config["metadata"]["namespace"]) == ("traefik", "kube-system")
+    assert_the_roles_traefik_values(yaml.safe_load(config["spec"]["valuesContent"]))
+    _k3s_starts(tmp_path)
+    assert_the_roles_traefik_values(traefik_values(cluster))
+
+
+def test_check_mode_shows_the_change_to_the_users_file_without_making_it(converge):
+    path = MANIFESTS / "traefik.yaml"
+    before = path.read_text()
+    path.write_text(before.replace("externalTrafficPolicy: Local", "externalTrafficPolicy: Cluster"))
+    try:
+        result = converge("--check", "--diff")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "changed=0" not in result.stdout
+        assert re.search(r"^\+\s+externalTrafficPolicy: Local$", result.stdout, re.M), result.stdout[-3000:]
+        assert "externalTrafficPolicy: Cluster" in path.read_text()
+    finally:
+        path.write_text(before)
 
 
 def test_network_policies_admit_only_traefik_and_prometheus_to_grafana_and_prometheus_to_exporters(cluster):

@@ -57,6 +57,26 @@ def test_check_diff_after_converge_reports_no_change(check_mode_changes):
     assert "changed=0" in check_mode_changes()
 
 
+K3S_MANIFESTS = Path("/var/lib/rancher/k3s/server/manifests")
+
+
+def test_after_a_k3s_restart_traefik_keeps_its_metrics_and_client_addresses(cluster, converge):
+    """site.yml ran twice (converge, idempotence); now k3s starts again, applying every file of
+    its manifests folder over the API (tests/k3s-deploy, wrangler's apply), and a third run of
+    make deploy changes nothing."""
+    config = K3S_MANIFESTS / "traefik-config.yaml"
+    assert config.exists(), "the monitoring role left Traefik's values only in the API"
+    restart = subprocess.run(["k3s-deploy", str(K3S_MANIFESTS)], capture_output=True, text=True,
+                             timeout=120)
+    assert restart.returncode == 0, restart.stderr
+    values = yaml.safe_load(cluster.get("helmchartconfig", "traefik", "kube-system")["spec"]["valuesContent"])
+    assert values["service"]["spec"]["externalTrafficPolicy"] == "Local"
+    assert values["metrics"]["prometheus"]["service"]["enabled"] is True
+    third = converge()
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert "changed=0" in third.stdout, third.stdout[-3000:]
+
+
 def test_every_role_left_its_mark(cluster):
     assert cluster.get("deployment", "argocd-server", "argocd")
     assert cluster.get("deployment", "kube-prometheus-stack-grafana", "monitoring")
