@@ -98,23 +98,81 @@ def test_grafana_sets_the_vaults_admin_password_on_every_start(cluster):
     assert init["resources"] == main["resources"]
 
 
-def test_a_rotated_grafana_password_restarts_grafana_and_reaches_its_secret(converge, cluster):
+class GrafanaUserStandIn:
+    """STAND-IN for Grafana's GET /api/user (no Grafana runs here: AGPL): 200 with the user for
+    basic auth with a password in ``accepted``, else 401 as Grafana answers. It shows the role's
+    check after a rotation; it cannot show Grafana's reset itself."""
+
+    def __init__(self, accepted: set[str]) -> None:
+        import http.server
+        import threading
+
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                sent = self.headers.get("Authorization", "").removeprefix("Basic ")
+                user, _, password = base64.b64decode(sent or b"").decode().partition(":")
+                ok = self.path == "/api/user" and password in stand_in.accepted
+                body = json.dumps({"login": user} if ok else {"message": "invalid username or password"})
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.accepted = accepted
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _rotate(converge, password: str, grafana: GrafanaUserStandIn, *extra: str):
+    return converge("-e", json.dumps({"monitoring_grafana_admin_password": password,
+                                      "monitoring_grafana_check_url": grafana.url,
+                                      "monitoring_wait_timeout": 30}), *extra)
+
+
+def test_a_rotated_grafana_password_restarts_grafana_and_is_proven_by_a_login(converge, cluster):
     before = grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"]
+    rotated_password = "a-rotated-grafana-password-42"
+    grafana = GrafanaUserStandIn({rotated_password, "grafana-admin-for-tests"})
     try:
-        rotated = converge(
-            "-e", json.dumps({"monitoring_grafana_admin_password": "a-rotated-grafana-password-42"})
-        )
+        rotated = _rotate(converge, rotated_password, grafana)
         assert rotated.returncode == 0, rotated.stdout[-3000:]
+        assert "Log in to Grafana's API as admin" in rotated.stdout  # the check ran
         data = cluster.get("secret", "grafana-admin", NS)["data"]
-        assert base64.b64decode(data["admin-password"]).decode() == "a-rotated-grafana-password-42"
+        assert base64.b64decode(data["admin-password"]).decode() == rotated_password
         after = grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"]
         assert after != before  # a new pod template: the Deployment rolls Grafana
     finally:
-        restored = converge()
+        restored = _rotate(converge, "grafana-admin-for-tests", grafana)
+        grafana.close()
         assert restored.returncode == 0, restored.stdout[-3000:]
     assert (
         grafana_pod_template(cluster)["metadata"]["annotations"]["taskplaner/admin-password-sha256"] == before
     )
+
+
+def test_a_rotation_grafana_did_not_take_stops_the_role_with_the_reason(converge):
+    """The reset exited 0 but Grafana still has the old password (grafana/grafana#102549)."""
+    grafana = GrafanaUserStandIn({"grafana-admin-for-tests"})
+    try:
+        failed = _rotate(converge, "a-rotation-that-did-not-take-7", grafana)
+        assert failed.returncode != 0
+        assert "did not accept the vault's new admin password (HTTP 401)" in failed.stdout, \
+            failed.stdout[-3000:]
+        assert "a-rotation-that-did-not-take-7" not in failed.stdout  # no_log
+    finally:
+        restored = _rotate(converge, "grafana-admin-for-tests", grafana)
+        grafana.close()
+        assert restored.returncode == 0, restored.stdout[-3000:]
 
 
 def test_every_container_has_requests_and_a_memory_limit(cluster):
