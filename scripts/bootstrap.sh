@@ -63,10 +63,15 @@ case "$what" in
     ensure_debian_packages wrk "${DEBIAN_IMAGE_PACKAGES[@]}"
     ensure_venv runtime
     ;;
-  test)
+  test)  # each step's wall time (#33); the cluster build also logs each binary's
+    started=$SECONDS
     ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}" "${DEBIAN_IMAGE_PACKAGES[@]}"
+    packages=$((SECONDS - started))
     ensure_venv dev
+    venv_seconds=$((SECONDS - started - packages))
     tests/cluster/build.sh all
+    say "set up in $((SECONDS - started)) s: Debian packages ${packages} s, venv ${venv_seconds} s," \
+        "cluster binaries $((SECONDS - started - packages - venv_seconds)) s"
     ;;
   deploy) ensure_venv deploy ;;
   image) command -v docker >/dev/null || ensure_debian_packages "${DEBIAN_IMAGE_PACKAGES[@]}" ;;
