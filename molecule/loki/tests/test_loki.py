@@ -23,6 +23,8 @@ def test_single_binary_with_filesystem_tsdb_and_enforced_retention(cluster):
     assert (schema["store"], schema["schema"], schema["object_store"]) == ("tsdb", "v13", "filesystem")
     assert loki["compactor"] == {"retention_enabled": True, "delete_request_store": "filesystem"}
     assert loki["limits_config"]["retention_period"] == "7d"
+    limits = loki["limits_config"]
+    assert (limits["ingestion_rate_mb"], limits["ingestion_burst_size_mb"]) == (0.02, 2)
     assert values["singleBinary"]["persistence"]["storageClass"] == "local-path"
     for off in ["chunksCache", "resultsCache", "lokiCanary", "test", "gateway"]:
         assert values[off]["enabled"] is False, off
@@ -154,6 +156,15 @@ def test_a_changed_password_changes_only_that_users_line(converge, cluster):
         assert bcrypt.checkpw(b"a-rotated-password-for-tests", rotated.encode())
     finally:
         assert converge().returncode == 0
+
+
+def test_limits_whose_worst_case_would_fill_the_volume_are_refused_before_any_change(converge, cluster):
+    before = cluster.values("loki", NS)
+    result = converge("-e", json.dumps({"loki_ingestion_rate_mb": 1, "loki_retention_period": "14d"}))
+    assert result.returncode != 0
+    # 1 MiB/s for 14 days at 3.5x is 337.5 GiB: the message says so, with what to change
+    assert "take 337.5 GiB, more than 80 % of loki_storage_size 10Gi" in result.stdout, result.stdout[-2000:]
+    assert cluster.values("loki", NS) == before
 
 
 def test_bad_input_is_rejected_before_any_change(converge):
