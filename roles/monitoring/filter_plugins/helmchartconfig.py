@@ -10,6 +10,7 @@ starts from the values the API object has (one made with kubectl keeps them).
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import yaml
@@ -71,17 +72,19 @@ def k3s_helmchartconfig_file(files: list[dict[str, Any]], name: str, namespace: 
     else:
         path, index, base = default_path, 0, api_values or ""
         docs = [{"apiVersion": "helm.cattle.io/v1", "kind": "HelmChartConfig",
-                 "metadata": {"name": name, "namespace": namespace}, "spec": {}}]
+                 "metadata": {"name": str(name), "namespace": str(namespace)}, "spec": {}}]
     try:
         current = yaml.safe_load(base) or {}
     except yaml.YAMLError as exc:
         raise AnsibleFilterError(f"the valuesContent of HelmChartConfig {namespace}/{name} is not YAML:"
                                  f" {exc}") from None
-    values = yaml.safe_dump(_merge(current, ours), sort_keys=True, default_flow_style=False)
+    # Ansible hands its own str and dict subclasses, which YAML's dumpers refuse: plain ones
+    plain = json.loads(json.dumps(_merge(current, ours)))
+    values = yaml.safe_dump(plain, sort_keys=True, default_flow_style=False)
     docs[index].setdefault("spec", {})["valuesContent"] = values
     body = "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
                         for d in docs if d is not None)
-    return {"path": path, "content": HEADER + "---\n" + body, "values": values,
+    return {"path": str(path), "content": HEADER + "---\n" + body, "values_content": values,
             "user_file": bool(found)}
 
 
