@@ -293,31 +293,24 @@ class Attachments:
                     removed_tmp += 1
         return {"blobs_removed": removed_blobs, "temp_files_removed": removed_tmp}
 
-    def absent(self, limit: int = 5) -> tuple[int, list[sqlite3.Row]]:
-        """Attachments whose image or thumbnail file is not on disk: how many, and the first
-        ``limit`` of them with their item. One stat per file; ``check`` also reads the bytes."""
-        count, first = 0, list[sqlite3.Row]()
+    def require_present(self) -> None:
+        """409 naming the first attachment whose image or thumbnail file is gone (one stat per
+        file; ``check`` also reads the bytes): an export without it would not restore what the
+        library shows, so none is made."""
+        count, first, gone = 0, None, ""
         with self.db.snapshot() as conn:
             for row in conn.execute(
-                    "SELECT a.id, a.item_id, a.hash, a.thumb_hash, a.filename, i.title"
-                    " FROM attachments a JOIN items i ON i.id = a.item_id ORDER BY a.id"):
-                if not (self.blobs.exists(row["hash"]) and self.blobs.exists(row["thumb_hash"])):
+                    "SELECT id, item_id, hash, thumb_hash, filename FROM attachments ORDER BY id"):
+                missing = [d for d in (row["hash"], row["thumb_hash"]) if not self.blobs.exists(d)]
+                if missing:
                     count += 1
-                    if len(first) < limit:
-                        first.append(row)
-        return count, first
-
-    def require_present(self) -> None:
-        """409 naming the first attachment whose file is gone: an export without it would not
-        restore what the library shows, so none is made."""
-        count, first = self.absent(1)
-        if count:
-            row = first[0]
-            digest = row["hash"] if not self.blobs.exists(row["hash"]) else row["thumb_hash"]
+                    if first is None:
+                        first, gone = row, missing[0]
+        if first is not None:
             raise AppError(
                 409, "missing_blobs",
-                f"{count} attachment file(s) are missing, first {digest[:12]}… of"
-                f" '{row['filename'][:80]}' (attachment {row['id']}) in item {row['item_id']};"
+                f"{count} attachment file(s) are missing, first {gone[:12]}… of"
+                f" '{first['filename'][:80]}' (attachment {first['id']}) in item {first['item_id']};"
                 " nothing was exported. `taskplaner check` lists them and says how to repair")
 
     def using(self, digests: list[str]) -> list[sqlite3.Row]:

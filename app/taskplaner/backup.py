@@ -49,6 +49,10 @@ MAX_MANIFEST_BYTES = 64 * 1024
 V1_MAX_JSON_BYTES = 16 * 1024 * 1024  # its longest string may take twice this to parse
 MAX_ID = 2**62
 MAX_THUMB_BYTES = 4 * 1024 * 1024  # a WebP of at most 4096 px a side
+# Parse events one element of a version 1 list may take: an item is ~20 fields and 50 tags.
+V1_MAX_ELEMENT_EVENTS = 1_000
+MAX_LINE_CONTAINERS = 64  # an item line holds 2 (itself, its tags); an attachment line 1
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
 _BLOB_MEMBER = re.compile(r"^blobs/([0-9a-f]{2})/([0-9a-f]{64})$")
 _MIMES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _ATTACHMENT_FIELDS = ("id", "item_id", "hash", "thumb_hash", "filename", "mime", "size", "width",
@@ -267,8 +271,8 @@ class _Staging:
     def add_staged(self, digest: str, tmp: Path) -> None:
         self.conn.execute("INSERT OR REPLACE INTO staged VALUES (?, ?)", (digest, str(tmp)))
 
-    def staged(self) -> list[tuple[str, Path]]:
-        return [(d, Path(p)) for d, p in self.conn.execute("SELECT digest, path FROM staged")]
+    def staged(self) -> Iterator[tuple[str, Path]]:
+        return ((d, Path(p)) for d, p in self.conn.execute("SELECT digest, path FROM staged"))
 
     def unstaged(self) -> Iterator[str]:
         """Digests the attachments reference that no blob member brought."""
@@ -474,12 +478,6 @@ class _Import:
             return self.replace_all(self.lines(items, MANIFEST, V1_MAX_JSON_BYTES))
 
 
-# Parse events one element of a version 1 list may take: an item is ~20 fields and 50 tags.
-V1_MAX_ELEMENT_EVENTS = 1_000
-MAX_LINE_CONTAINERS = 64  # an item line holds 2 (itself, its tags); an attachment line 1
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"')
-
-
 def _containers(raw: bytes) -> int:
     """How many lists and objects a JSON text opens, strings aside (an upper bound when the
     text is not valid JSON, which the parser then refuses)."""
@@ -493,39 +491,32 @@ def _split_v1(source: IO[bytes], lists: dict[str, IO[bytes]], max_chars: int) ->
     names of the top-level values that were lists. No text may be longer than ``max_chars``."""
     import ijson
 
+    opening, closing = ("start_map", "start_array"), ("end_map", "end_array")
     top: dict[str, Any] = {"lists": set()}
-    depth, key = 0, None
+    depth, key = 0, None  # containers open before the event; the top-level key it is under
     builder: Any = None
     events = 0
     for event, value in ijson.basic_parse(source, use_float=True):
         if event == "string" and len(value) > max_chars:  # refused before it is copied
             raise _bad(f"a text in {MANIFEST} is longer than an item can hold")
-        if builder is not None:  # inside one element of a wanted list
+        at = depth
+        depth += (event in opening) - (event in closing)
+        if builder is None and at == 2 and key in lists and event not in closing:
+            builder, events = ijson.ObjectBuilder(), 0  # an element of a wanted list starts
+        if builder is not None:
             builder.event(event, value)
             events += 1
             if events > V1_MAX_ELEMENT_EVENTS:
                 raise _bad(f"an element of {key} in {MANIFEST} is larger than an item can be")
-            depth += (event in ("start_map", "start_array")) - (event in ("end_map", "end_array"))
-            if depth == 2:
+            if depth == 2:  # the element is whole: a scalar, or its closing event
                 lists[key].write(json.dumps(builder.value).encode() + b"\n")  # type: ignore[index]
                 builder = None
-            continue
-        if depth == 1 and event == "map_key":
+        elif at == 1 and event == "map_key":
             key = value
-        elif depth == 1 and event not in ("start_map", "start_array", "end_map"):
-            top[key] = value  # type: ignore[index]
-        elif depth == 2 and key in lists and event != "end_array":
-            builder, events = ijson.ObjectBuilder(), 0
-            builder.event(event, value)
-            if event in ("start_map", "start_array"):
-                depth += 1
-            else:
-                lists[key].write(json.dumps(builder.value).encode() + b"\n")
-                builder = None
-            continue
-        if depth == 1 and event == "start_array":
+        elif at == 1 and event == "start_array":
             top["lists"].add(key)
-        depth += (event in ("start_map", "start_array")) - (event in ("end_map", "end_array"))
+        elif at == 1 and event not in opening + closing:
+            top[key] = value  # type: ignore[index]
     return top
 
 

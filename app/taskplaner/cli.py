@@ -103,8 +103,7 @@ def _optimize(services: Services, args: argparse.Namespace) -> int:
 def _check(services: Services, args: argparse.Namespace) -> int:
     problems = integrity_problems(services.db.conn)
     broken = services.attachments.missing_blobs()
-    problems += [f"blob missing or damaged: {d}" for d in broken]
-    for problem in problems:
+    for problem in problems + [f"blob missing or damaged: {d}" for d in broken]:
         print(problem)
     if broken:
         rows = services.attachments.using(broken)
@@ -115,8 +114,8 @@ def _check(services: Services, args: argparse.Namespace) -> int:
                 services.attachments.delete(row["id"])
             print(f"repaired: deleted {len(rows)} attachments whose file was missing or damaged",
                   file=sys.stderr)
-            problems = problems[: len(problems) - len(broken)]
         else:
+            problems += broken
             print(f"to repair: put the files back under {services.settings.data_dir}/blobs/ from a"
                   " backup, or run `taskplaner check --repair` to delete those attachments",
                   file=sys.stderr)
