@@ -223,8 +223,31 @@ class ServedProcess:
         return self.mib("VmRSS")
 
 
+def serve_process(data_dir: Path, port: int, **env: str) -> tuple[Any, str]:
+    """`taskplaner serve` in a process of its own on ``data_dir``, answering: (process, URL)."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir), "TASKPLANER_PORT": str(port),
+               "TASKPLANER_PASSWORD": PASSWORD, **env}
+    proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    assert wait_for(up, timeout=20), "server did not start"
+    return proc, url
+
+
 @contextlib.contextmanager
 def served_process(data_dir: Path, **env: str) -> Iterator[ServedProcess]:
+    """serve_process with an API token, stopped at the end."""
     import os
     import subprocess
     import sys
@@ -232,21 +255,9 @@ def served_process(data_dir: Path, **env: str) -> Iterator[ServedProcess]:
     environ = {**os.environ, "TASKPLANER_DATA_DIR": str(data_dir), **env}
     token = subprocess.run([sys.executable, "-m", "taskplaner", "token", "create", "mem"],
                            capture_output=True, text=True, check=True, env=environ).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"],
-                            env={**environ, "TASKPLANER_PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    served = ServedProcess(proc, f"http://127.0.0.1:{port}", token)
-
-    def up() -> bool:
-        try:
-            return requests.get(served.url("/healthz"), timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
+    proc, url = serve_process(data_dir, free_port(), **env)
     try:
-        assert wait_for(up, timeout=30), "the server did not start"
-        yield served
+        yield ServedProcess(proc, url, token)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

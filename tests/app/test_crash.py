@@ -12,34 +12,9 @@ import time
 
 import requests
 
-from conftest import PASSWORD, free_port, image_bytes, wait_for
+from conftest import PASSWORD, free_port, image_bytes, serve_process, wait_for
 
 ROUNDS = 3
-
-
-def start(data_dir, port):
-    env = {
-        **os.environ,
-        "TASKPLANER_DATA_DIR": str(data_dir),
-        "TASKPLANER_PORT": str(port),
-        "TASKPLANER_PASSWORD": PASSWORD,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "taskplaner", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    assert wait_for(up, timeout=20), "server did not start"
-    return proc, url
 
 
 def hammer(url, acknowledged, stop):
@@ -74,7 +49,7 @@ def test_kill_9_mid_write_leaves_consistent_data(tmp_path):
     acknowledged: list[tuple[str, object]] = []
     for round_no in range(ROUNDS):
         port = free_port()
-        proc, url = start(data_dir, port)
+        proc, url = serve_process(data_dir, port)
         stop = threading.Event()
         workers = [threading.Thread(target=hammer, args=(url, acknowledged, stop)) for _ in range(4)]
         for w in workers:
@@ -96,7 +71,7 @@ def test_kill_9_mid_write_leaves_consistent_data(tmp_path):
     items = [v for kind, v in acknowledged if kind == "item"]
     blobs = [v for kind, v in acknowledged if kind == "attachment"]
     assert len(items) >= 15 and blobs, "the load did not reach the server"
-    proc, url = start(data_dir, free_port())
+    proc, url = serve_process(data_dir, free_port())
     try:
         session = requests.Session()
         session.post(url + "/api/v1/session", json={"password": PASSWORD}, timeout=10)

@@ -26,7 +26,9 @@ from conftest import (
     free_port,
     make_settings,
     raw_request,
+    serve_process,
     start_server,
+    status_mib,
     stop_server,
     wait_for,
 )
@@ -333,10 +335,8 @@ def test_strangers_requests_leave_no_memory_behind(app):
 def test_served_request_bodies_wait_on_the_data_volume(tmp_path):
     """`taskplaner serve` keeps a large body that is still arriving in <data>/tmp (waitress
     spills past 64 KiB), not in /tmp: a tmpfs in the compose file, 1 GiB in the chart."""
-    from test_crash import start
-
     data = tmp_path / "data"
-    proc, url = start(data, free_port())
+    proc, url = serve_process(data, free_port())
     try:
         token = subprocess.run(
             [sys.executable, "-m", "taskplaner", "token", "create", "t"], capture_output=True,
@@ -363,25 +363,13 @@ def test_served_request_bodies_wait_on_the_data_volume(tmp_path):
         proc.wait()
 
 
-def _status_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(field)
-
-
 def test_strangers_guessing_at_once_cannot_make_the_password_check_take_much_memory(tmp_path):
     """Each password check is a scrypt that takes 32 MiB. Guesses from many addresses at once
     (one waitress thread each) take turns instead of holding 32 MiB apiece."""
-    port = free_port()
-    env = {**os.environ, "TASKPLANER_DATA_DIR": str(tmp_path), "TASKPLANER_PORT": str(port),
-           "TASKPLANER_PASSWORD": "the-right-password", "TASKPLANER_TRUSTED_PROXY": "127.0.0.1"}
-    server = subprocess.Popen([sys.executable, "-m", "taskplaner", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base = serve_process(tmp_path, free_port(), TASKPLANER_PASSWORD="the-right-password",
+                                 TASKPLANER_TRUSTED_PROXY="127.0.0.1")
     try:
-        wait_for(lambda: _answers(base + "/healthz"), timeout=30)
-        idle = _status_mib(server.pid, "VmRSS")
+        idle = status_mib(server.pid, "VmRSS")
         statuses = []
 
         def guess(n: int) -> None:
@@ -394,16 +382,9 @@ def test_strangers_guessing_at_once_cannot_make_the_password_check_take_much_mem
             t.start()
         for t in threads:
             t.join()
-        peak = _status_mib(server.pid, "VmHWM")
+        peak = status_mib(server.pid, "VmHWM")
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert sorted(statuses) == [401] * 8
     assert peak < idle + 3 * 32, (idle, peak)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False

@@ -162,6 +162,40 @@ def test_a_missing_blob_makes_the_export_a_clear_error_naming_it(app, client, ca
         assert digest[:12] in message and "map.png" in message and "taskplaner check" in message
 
 
+def test_the_command_line_names_a_missing_blob_leaves_no_part_file_and_repairs(app, client, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import image_bytes
+
+    note = create_item(client, app, title="with a picture")
+    attachment = client.post(app.url(f"/api/v1/items/{note['id']}/attachments"),
+                             files={"file": ("map.png", image_bytes("PNG"), "image/png")}).json()
+    app.services.blobs.path_for(attachment["hash"]).unlink()
+    env = {**os.environ, "TASKPLANER_DATA_DIR": str(app.services.settings.data_dir)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "taskplaner", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    out = tmp_path / "backups"
+    out.mkdir()
+    backup = cli("backup", str(out / "out.tar.gz"))
+    assert backup.returncode == 1 and "Traceback" not in backup.stderr
+    assert attachment["hash"][:12] in backup.stderr and "map.png" in backup.stderr
+    assert list(out.iterdir()) == []  # neither the archive nor a .part
+    check = cli("check")
+    assert check.returncode == 1
+    assert f"used by attachment {attachment['id']} 'map.png' of item {note['id']}" in check.stdout
+    assert "taskplaner check --repair" in check.stderr
+    repaired = cli("check", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "deleted 1 attachments" in repaired.stderr
+    assert client.get(app.url(f"/api/v1/items/{note['id']}")).json()["attachments"] == []
+    assert client.get(app.url("/api/v1/export")).status_code == 200
+
+
 def test_the_servers_own_refusals_say_what_is_allowed_and_carry_the_security_headers(app, client):
     from conftest import raw_request
 
