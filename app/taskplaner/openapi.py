@@ -10,6 +10,7 @@ from typing import Any
 from . import __version__
 from .auth import MAX_TOKEN_NAME
 from .localtime import zone_names
+from .validation import TAG_RE
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
@@ -52,7 +53,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 ID = _param("id", "path", {"type": "integer", "minimum": 1})
-TAG_NAME = {"type": "string", "pattern": r"^[^\W_][\w\-./]{0,63}$"}
+TAG_NAME = {"type": "string", "pattern": TAG_RE.pattern}  # the app's own check
 TAG = _param("name", "path", TAG_NAME)
 LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200})
 CURSOR = _param("cursor", "query", {"type": "string"}, description="next_cursor of the last page")
