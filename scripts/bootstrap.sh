@@ -65,13 +65,18 @@ case "$what" in
     ;;
   test)  # each step's wall time (#33); the cluster build also logs each binary's
     started=$SECONDS
+    # Compiling is CPU-bound, the Debian and pip installs network- and disk-bound: the binaries
+    # build beside them (in a session of their own, so that a failure here stops all of it).
+    setsid tests/cluster/build.sh all &
+    builds=$!
+    trap 'kill -- -"$builds" 2>/dev/null || true' EXIT
     ensure_debian_packages "${DEBIAN_TEST_PACKAGES[@]}" "${DEBIAN_IMAGE_PACKAGES[@]}"
     packages=$((SECONDS - started))
     ensure_venv dev
     venv_seconds=$((SECONDS - started - packages))
-    tests/cluster/build.sh all
-    say "set up in $((SECONDS - started)) s: Debian packages ${packages} s, venv ${venv_seconds} s," \
-        "cluster binaries $((SECONDS - started - packages - venv_seconds)) s"
+    wait "$builds" || { say "the cluster binaries did not build (see above)"; exit 1; }
+    say "set up in $((SECONDS - started)) s: Debian packages ${packages} s and venv ${venv_seconds} s," \
+        "beside the cluster binaries"
     ;;
   deploy) ensure_venv deploy ;;
   image) command -v docker >/dev/null || ensure_debian_packages "${DEBIAN_IMAGE_PACKAGES[@]}" ;;
