@@ -23,20 +23,24 @@ log() { printf '[cluster-build] %s\n' "$*" >&2; }
 # lock file (components that share a wrapper share the step), so the build lane waits for a
 # fetch in flight instead of starting a second one.
 
-# run_fetch NAME VERSION FETCH [ARG]: FETCH, once per version, under the component's lock.
+# run_fetch NAME VERSION FETCH [ARG]: FETCH, once per version, under its step's lock. The build
+# lane calls it with fetch_quiet set: its own log line says how long it waited.
 run_fetch() {
   local name="$1" version="$2" step="$3"; shift 3
   local done="$cache/fetched/$name-$version"
   [[ -x "$bin/$name-$version" || -f "$done" ]] && return 0
   local logf="$cache/logs/$name-$version.fetch.log" start=$SECONDS
-  if ! flock "$cache/locks/$step" timeout "$build_timeout" "$0" _step "$step" "$@" >>"$logf" 2>&1; then
+  if ! flock "$cache/locks/$step" timeout "$build_timeout" "$0" _step fetch_once "$done" "$step" "$@" >>"$logf" 2>&1; then
     log "FAILED to fetch the modules of $name $version; last lines of $logf:"
     tail -n 40 "$logf" >&2
     return 1
   fi
-  touch "$done"
-  ((SECONDS - start < 2)) || log "fetched $name $version in $((SECONDS - start)) s"
+  [[ -n "${fetch_quiet:-}" ]] || log "fetched $name $version in $((SECONDS - start)) s"
 }
+
+# fetch_once DONE STEP [ARG]: STEP, then DONE; nothing if DONE is there, which is checked again
+# under the lock (the other lane may have fetched it while this one waited).
+fetch_once() { local done="$1"; shift; [[ -f "$done" ]] || { "$@" && touch "$done"; }; }
 
 # run_build NAME VERSION FETCH BUILD [ARG]: fetches (unless done), then runs BUILD under a
 # timeout, logging to a file; on failure names the step and shows the log tail.
@@ -44,7 +48,7 @@ run_build() {
   local name="$1" version="$2" fetch="$3" step="$4"; shift 4
   local out="$bin/$name-$version" logf="$cache/logs/$name-$version.log"
   [[ -x "$out" ]] && return 0
-  local start=$SECONDS
+  local start=$SECONDS fetch_quiet=1
   run_fetch "$name" "$version" "$fetch" "$@" || exit 1
   local fetched=$SECONDS
   log "building $name $version (first time only; this takes minutes) — log: $logf"
