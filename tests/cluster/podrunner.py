@@ -345,11 +345,11 @@ class Runner:
 
 
 def own_address(value: str, pod_ip: str) -> str:
-    """A wildcard listen address (0.0.0.0, ":9090", "--x=:9090") made the pod's own: in a pod
-    it means the pod's address, here it would mean every address of the host."""
+    """A wildcard listen address (0.0.0.0, ":9090", "--x=:9090", Traefik's "--x=:8000/tcp")
+    made the pod's own: in a pod it means the pod's address, here every address of the host."""
     if value == "0.0.0.0":  # noqa: S104 (read, never bound)
         return pod_ip
-    return re.sub(r"(^|=)(0\.0\.0\.0)?:(\d+)$", rf"\g<1>{pod_ip}:\3", value)
+    return re.sub(r"(^|=)(0\.0\.0\.0)?:(\d+)(/tcp|/udp)?$", rf"\g<1>{pod_ip}:\3\4", value)
 
 
 def container_process(

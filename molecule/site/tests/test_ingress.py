@@ -1,20 +1,9 @@
-"""Requests travel for real (#16, path 5): a real Traefik reads the Ingress, Middlewares and
-Secret the app chart and the roles applied, and routes to a real TaskPlaner running as its pod
-(conftest.py). Clients call from their own loopback addresses (127.0.0.2, 127.0.0.3), as two
-people on the LAN would: with the `externalTrafficPolicy: Local` the monitoring role sets, k3s's
-ServiceLB hands Traefik the caller's own address.
-
-What differs from k3s, and why (each named a stand-in):
-- **Traefik's static configuration is a stand-in** for what k3s's Traefik chart passes (that
-  chart is not available here): its entry points (web, websecure with TLS), its Ingress and CRD
-  providers, and the IngressClass `traefik` it creates. Entry points listen on 127.0.0.1 at free
-  ports, where ServiceLB would publish :80 and :443. What the roles put into that chart through
-  the HelmChartConfig (checked as an object in the monitoring scenario) is not applied by a chart
-  here.
-- Traefik reaches the API server out of the cluster (its `endpoint`, `token` and
-  `certAuthFilePath` settings) with a service account bound to Traefik's own ClusterRole, from
-  Traefik's module.
-- The TLS Secret cert-manager would issue for the Ingress is a test certificate made here.
+"""Requests travel for real (#16, path 5): k3s's own Traefik (conftest.py: k3s's chart, rendered
+with k3s's values and the HelmChartConfig the roles leave) reads the Ingress, Middlewares and
+Secret the app chart and the roles applied, and routes to a real TaskPlaner running as its pod.
+Clients call from their own loopback addresses (127.0.0.2, 127.0.0.3), as two people on the LAN
+would: with the `externalTrafficPolicy: Local` the monitoring role sets, k3s's ServiceLB hands
+Traefik the caller's own address.
 """
 
 from __future__ import annotations
@@ -22,156 +11,23 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import bcrypt
 import pytest
 import yaml
 
-CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
-sys.path.insert(0, str(CLUSTER))
-from podrunner import answers, cluster_binary, free_port, kubectl, running_pod, versions, wait_until  # noqa: E402 (found through the path above)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "cluster"))
+from k3s_traefik import Traefik, traefik_fixture  # noqa: F401 (a fixture)
+from podrunner import kubectl, running_pod, wait_until
 
 APP = "taskplaner"
 LOKI = "loki"
-TRAEFIK_NAMESPACE = "kube-system"
-
-
-def go_module(module: str, version: str) -> Path:
-    gomodcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True)
-    return Path(gomodcache.stdout.strip()) / f"{module}@{version}"
-
-
-class Traefik:
-    def __init__(self, host: str, web: int, websecure: int, ca: Path, metrics: int) -> None:
-        self.host, self.web, self.websecure, self.ca, self.metrics = host, web, websecure, ca, metrics
-
-    def request(
-        self, path: str, *curl: str, caller: str = "127.0.0.2", tls: bool = True, host: str = ""
-    ) -> dict[str, str]:
-        """curl from `caller`'s address to https://<host><path> (or http://; the app's host by
-        default), connected to Traefik's entry point as ServiceLB's :443 (or :80) would be."""
-        port, default, scheme = (self.websecure, 443, "https") if tls else (self.web, 80, "http")
-        host = host or self.host
-        done = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--interface", caller, "--max-time", "20",
-             "--connect-to", f"{host}:{default}:127.0.0.1:{port}", "--cacert", str(self.ca),
-             "-w", "\n%{http_code}", *curl, f"{scheme}://{host}{path}"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        # curl fails when a server answers before the whole body is sent (Traefik's 413); the
-        # answer still counts. No answer at all (000) is an error.
-        out = done.stdout
-        if out.rstrip().endswith("000"):
-            raise ConnectionError(f"no answer from Traefik: {done.stderr.strip()}")
-        *headers, status = out.rstrip("\n").split("\n")
-        fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in headers if ":" in h)}
-        return {"status": status, **fields}
-
-
-def make_certificate(hosts: list[str], state: Path) -> tuple[Path, Path]:
-    crt, key = state / "ingress.crt", state / "ingress.key"
-    names = ",".join(f"DNS:{host}" for host in hosts)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={hosts[0]}",
-         "-addext", f"subjectAltName={names}", "-keyout", key, "-out", crt],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return crt, key
-
-
-def apply(manifest: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-
-
-def traefik_access(state: Path) -> list[str]:
-    """Traefik's providers reach the API server as a service account bound to Traefik's own
-    ClusterRole (from its module): the flags for both providers."""
-    source = go_module("github.com/traefik/traefik/v3", versions()["TRAEFIK_VERSION"])
-    kubectl(
-        "apply", "-f", str(source / "docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml")
-    )
-    apply({"apiVersion": "v1", "kind": "ServiceAccount",
-           "metadata": {"name": "traefik", "namespace": TRAEFIK_NAMESPACE}})  # fmt: skip
-    role = "traefik-ingress-controller"
-    apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-           "metadata": {"name": role},
-           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-           "subjects": [{"kind": "ServiceAccount", "name": "traefik",
-                         "namespace": TRAEFIK_NAMESPACE}]})  # fmt: skip
-    token = state / "token"
-    token.write_text(kubectl("create", "token", "traefik", "-n", TRAEFIK_NAMESPACE, "--duration=2h").strip())
-    cluster = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())["clusters"][0]["cluster"]
-    ca = state / "api-ca.crt"
-    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-    settings = {"endpoint": cluster["server"], "token": token, "certauthfilepath": ca}
-    return [
-        f"--providers.{provider}.{key}={value}"
-        for provider in ("kubernetesingress", "kubernetescrd")
-        for key, value in settings.items()
-    ]
-
-
-@pytest.fixture(scope="module")
-def traefik(taskplaner: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traefik]:
-    state = tmp_path_factory.mktemp("traefik")
-    ingresses = [json.loads(kubectl("get", "ingress", name, "-n", ns, "-o", "json"))
-                 for ns, name in ((APP, APP), (LOKI, "loki-push"))]  # fmt: skip
-    crt, key = make_certificate([i["spec"]["rules"][0]["host"] for i in ingresses], state)
-    for ingress in ingresses:  # the Secrets cert-manager would issue on a host
-        secret, namespace = ingress["spec"]["tls"][0]["secretName"], ingress["metadata"]["namespace"]
-        kubectl("apply", "-f", "-", stdin=kubectl(
-            "create", "secret", "tls", secret, "-n", namespace, f"--cert={crt}", f"--key={key}",
-            "--dry-run=client", "-o", "yaml",
-        ))  # fmt: skip
-    host = ingresses[0]["spec"]["rules"][0]["host"]
-    # the IngressClass k3s's Traefik chart creates
-    apply({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "traefik"},
-           "spec": {"controller": "traefik.io/ingress-controller"}})  # fmt: skip
-
-    web, websecure, metrics = free_port(), free_port(), free_port()
-    binary = cluster_binary("traefik", "TRAEFIK_VERSION")
-    logfile = state / "traefik.log"
-    with logfile.open("wb") as log:
-        process = subprocess.Popen(
-            [binary, f"--entryPoints.web.address=127.0.0.1:{web}",
-             f"--entryPoints.websecure.address=127.0.0.1:{websecure}",
-             "--entryPoints.websecure.http.tls=true",
-             "--providers.kubernetescrd", "--providers.kubernetescrd.allowEmptyServices=true",
-             "--providers.kubernetesingress", "--providers.kubernetesingress.allowEmptyServices=true",
-             # what the monitoring role's HelmChartConfig asks of k3s's chart
-             f"--entryPoints.metrics.address=127.0.0.1:{metrics}", "--metrics.prometheus=true",
-             "--metrics.prometheus.entryPoint=metrics", "--metrics.prometheus.addRoutersLabels=true",
-             "--log.level=INFO", *traefik_access(state)],
-            # without KUBECONFIG, Traefik uses the endpoint, token and CA it was given
-            env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    proxy = Traefik(host, web, websecure, crt, metrics)
-
-    def routed() -> bool:
-        assert process.poll() is None, logfile.read_text()[-3000:]
-        try:
-            return proxy.request("/healthz")["status"] == "200"
-        except ConnectionError:
-            return False
-
-    try:
-        wait_until("route to TaskPlaner through Traefik", routed, timeout=60)
-    except AssertionError:
-        raise AssertionError(logfile.read_text()[-4000:]) from None
-    yield proxy
-    process.terminate()
-    process.wait(timeout=15)
 
 
 class LokiStandIn(http.server.BaseHTTPRequestHandler):
@@ -316,47 +172,3 @@ def test_uploads_over_the_apps_limit_stop_at_traefik(traefik: Traefik, taskplane
         "--data-binary", f"@{body}", caller="127.0.0.3",
     )  # fmt: skip
     assert answer["status"] == "413", answer
-
-
-def test_traefiks_dashboard_shows_the_traffic(traefik: Traefik, tmp_path):
-    """#16 path 4 for the Traefik dashboard the monitoring role ships: after the requests above,
-    each of its PromQL queries returns series. A real Prometheus scrapes the real Traefik's
-    metrics entry point every second; its target is static here (the operator's discovery of
-    Traefik's metrics Service, which k3s's chart makes, cannot run without that chart)."""
-    dashboard = json.loads(
-        (CLUSTER.parents[1] / "roles/monitoring/files/dashboards/traefik.json").read_text()
-    )
-    queries = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
-    assert len(queries) >= 4
-    for path in ("/healthz", "/no-such-page", "/readyz"):
-        traefik.request(path)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    target = {"targets": [f"127.0.0.1:{traefik.metrics}"]}
-    scrape = {"job_name": "traefik", "static_configs": [target]}
-    config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]}))
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        prometheus = subprocess.Popen(
-            [cluster_binary("prometheus", "PROMETHEUS_VERSION"), f"--config.file={config}",
-             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until("ready Prometheus", lambda: answers(prometheus, f"{url}/-/ready", ""), timeout=60)
-
-        def results(promql: str) -> list[Any]:
-            with urllib.request.urlopen(
-                f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-            ) as r:
-                return json.loads(r.read())["data"]["result"]
-
-        # rate() needs two scrapes after the requests
-        wait_until("two scrapes", lambda: results("count_over_time(up[1m]) >= 3"), timeout=30)
-        for path in ("/healthz", "/notes"):  # traffic inside the window rate() reads
-            traefik.request(path)
-        time.sleep(2.5)
-        assert [title for title, promql in queries if not results(promql)] == []
-    finally:
-        prometheus.terminate()
-        prometheus.wait(timeout=15)

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+from k3s_traefik import rendered_traefik
 
 from conftest import alloy_relabel, network_policy_allows, scrape_targets
 
@@ -60,18 +61,25 @@ def test_check_diff_after_converge_reports_no_change(check_mode_changes):
 K3S_MANIFESTS = Path("/var/lib/rancher/k3s/server/manifests")
 
 
-def test_after_a_k3s_restart_traefik_keeps_its_metrics_and_client_addresses(cluster, converge):
+def test_after_a_k3s_restart_traefik_keeps_its_metrics_and_client_addresses(cluster, converge, tmp_path):
     """site.yml ran twice (converge, idempotence); now k3s starts again, applying every file of
-    its manifests folder over the API (tests/k3s-deploy, wrangler's apply), and a third run of
-    make deploy changes nothing."""
+    its manifests folder over the API (tests/k3s-deploy, wrangler's apply: k3s's own
+    traefik.yaml and the role's traefik-config.yaml), k3s's Traefik chart is rendered from what
+    the API then holds, as helm-controller renders it, and a third run of make deploy changes
+    nothing."""
     config = K3S_MANIFESTS / "traefik-config.yaml"
     assert config.exists(), "the monitoring role left Traefik's values only in the API"
-    restart = subprocess.run(["k3s-deploy", str(K3S_MANIFESTS)], capture_output=True, text=True,
-                             timeout=120)
+    restart = subprocess.run(["k3s-deploy", str(K3S_MANIFESTS)], capture_output=True, text=True, timeout=120)
     assert restart.returncode == 0, restart.stderr
     values = yaml.safe_load(cluster.get("helmchartconfig", "traefik", "kube-system")["spec"]["valuesContent"])
     assert values["service"]["spec"]["externalTrafficPolicy"] == "Local"
     assert values["metrics"]["prometheus"]["service"]["enabled"] is True
+    chart = rendered_traefik(tmp_path)
+    assert chart[("Service", "traefik")]["spec"]["externalTrafficPolicy"] == "Local"
+    metrics = chart[("Service", "traefik-metrics")]
+    assert [p["name"] for p in metrics["spec"]["ports"]] == ["metrics"]
+    [traefik] = chart[("Deployment", "traefik")]["spec"]["template"]["spec"]["containers"]
+    assert "--metrics.prometheus.entrypoint=metrics" in traefik["args"]
     third = converge()
     assert third.returncode == 0, third.stdout[-3000:]
     assert "changed=0" in third.stdout, third.stdout[-3000:]

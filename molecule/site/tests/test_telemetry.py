@@ -18,9 +18,10 @@ What differs from a real node, and why (addresses and credentials, never a chart
 - of the Prometheus pod, the init container (config-reloader, writing the configuration out) and
   the `prometheus` container run; the config-reloader sidecar does not (nothing changes the
   configuration during the test);
-- Alertmanager, Grafana, kube-state-metrics, node-exporter and k3s's components do not run: their
-  targets are down here. The duplicate-series check covers what is up; k3s's shared registry is
-  checked against the real components' metric names in test_site.py.
+- k3s's Traefik runs (k3s_traefik.py); Alertmanager, Grafana, kube-state-metrics, node-exporter
+  and k3s's other components do not: their targets are down here. The duplicate-series check
+  covers what is up; k3s's shared registry is checked against the real components' metric
+  names in test_site.py.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ from PIL import Image
 
 CLUSTER = Path(__file__).resolve().parents[3] / "tests" / "cluster"
 sys.path.insert(0, str(CLUSTER))
+from k3s_traefik import Traefik, traefik_fixture  # noqa: E402, F401 (beside this file; a fixture)
 from podrunner import Pods, PodView, answers, cluster_binary, kubectl, running_pod, wait_until  # noqa: E402 (found through the path above)
 
 MONITORING = "monitoring"
 APP = "taskplaner"
+TRAEFIK_METRICS = "traefik-metrics"  # the job: the Service's name (the ServiceMonitor sets no jobLabel)
 
 
 def api_credentials(state: Path) -> list[str]:
@@ -318,35 +321,56 @@ def app_traffic(url: str) -> None:
     assert refused.status_code in (400, 415, 422), refused.text
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) of the app chart's dashboard, its variables filled in as Grafana
-    does (the namespace variable's default; the Prometheus data source)."""
-    dashboard = json.loads((CLUSTER.parents[1] / "app/chart/dashboards/taskplaner.json").read_text())
+def dashboard_queries(path: str) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of a dashboard, its variables filled in as Grafana does (the
+    namespace variable's default; the Prometheus data source)."""
+    dashboard = json.loads((CLUSTER.parents[1] / path).read_text())
     variables = {v["name"]: v.get("current", {}).get("value") for v in dashboard["templating"]["list"]}
     return [
-        (panel["title"], target["expr"].replace("$namespace", variables["namespace"]))
+        (panel["title"], target["expr"].replace("$namespace", variables.get("namespace") or "$namespace"))
         for panel in dashboard["panels"]
         for target in panel.get("targets", [])
         if target.get("datasource", {}).get("type") == "prometheus"
     ]
 
 
-def test_every_dashboard_query_returns_series(prometheus: str, taskplaner):
+def traefik_traffic(traefik: Traefik) -> None:
+    for path in ("/healthz", "/no-such-page", "/readyz", "/notes"):
+        traefik.request(path)
+
+
+def test_prometheus_finds_k3s_traefik_through_the_rendered_metrics_service(prometheus: str, traefik: Traefik):
+    """The monitoring role's ServiceMonitor selects the metrics Service k3s's chart renders with
+    the role's HelmChartConfig: one target, Traefik's metrics entry point, up."""
+
+    def up() -> list[dict[str, Any]]:
+        return [r for r in query(prometheus, f'up{{job="{TRAEFIK_METRICS}"}}') if r["value"][1] == "1"]
+
+    [target] = wait_until("Traefik's metrics scraped", up, timeout=90, every=3)
+    assert target["metric"]["instance"] == traefik.metrics
+    assert target["metric"]["namespace"] == "kube-system"
+
+
+def test_every_dashboard_query_returns_series(prometheus: str, taskplaner, traefik: Traefik):
     """#16 path 4, its PromQL half: after a minute of use, each panel of TaskPlaner's dashboard
-    shows data (a query that returns nothing is a broken panel). The Logs panel's LogQL needs
-    a Loki, which cannot run here."""
-    queries = dashboard_queries()
-    assert len(queries) >= 10
+    and of the monitoring role's Traefik dashboard shows data (a query that returns nothing is a
+    broken panel), Traefik's from the real Traefik through the ServiceMonitor. The Logs panel's
+    LogQL needs a Loki, which cannot run here."""
+    app = dashboard_queries("app/chart/dashboards/taskplaner.json")
+    proxy = dashboard_queries("roles/monitoring/files/dashboards/traefik.json")
+    assert len(app) >= 10 and len(proxy) >= 4
     app_traffic(taskplaner["url"])
-    # rate() and increase() need two scrapes after the traffic (the chart scrapes every 30 s)
+    traefik_traffic(traefik)
+    # rate() and increase() need two scrapes after the traffic (both are scraped every 30 s)
     after = time.time()
-    wait_until(
-        "two scrapes after the traffic",
-        lambda: [r for r in query(prometheus, f'timestamp(up{{job="{APP}"}}) > {after + 31}')],
-        timeout=120,
-        every=3,
-    )
-    empty = [title for title, promql in queries if not query(prometheus, promql)]
+    for job in (APP, TRAEFIK_METRICS):
+        wait_until(
+            f"two scrapes of {job} after the traffic",
+            lambda job=job: query(prometheus, f'timestamp(up{{job="{job}"}}) > {after + 31}'),
+            timeout=120,
+            every=3,
+        )
+    empty = [title for title, promql in app + proxy if not query(prometheus, promql)]
     assert empty == []
 
 
