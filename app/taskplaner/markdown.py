@@ -112,4 +112,6 @@ def _clean(html: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
         attribute_filter=_only_own_images,
+        # code blocks and tables scroll sideways inside a card: reachable by keyboard too
+        set_tag_attribute_values={"pre": {"tabindex": "0"}, "table": {"tabindex": "0"}},
     )
