@@ -63,9 +63,13 @@ def render_rule(state: Any) -> None:
             continue
         first.content = first.content[marker.end():]
         attrs = f' data-check="{box.index}:{box.fingerprint}"' + (" checked" if box.done else "")
-        html_token = Token("html_inline", "", 0)
-        html_token.content = f'<input type="checkbox"{attrs}{"" if checkable else " disabled"}>'
-        inline.children.insert(0, html_token)
+        # the box and its text in one <label>: the text names the box (screen readers, axe's
+        # `label` rule) and is a tap target as wide as the line
+        opening, closing = Token("html_inline", "", 0), Token("html_inline", "", 0)
+        opening.content = f'<label><input type="checkbox"{attrs}{"" if checkable else " disabled"}>'
+        closing.content = "</label>"
+        inline.children.insert(0, opening)
+        inline.children.append(closing)
 
 
 def set_box(body: str, tokens: list[Any], index: Any, done: Any, expected: Any) -> str:

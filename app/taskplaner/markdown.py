@@ -65,6 +65,7 @@ TAGS = {
     "th",
     "td",
     "input",
+    "label",  # a checklist box and its text (checklist.py)
 }
 ATTRIBUTES = {
     "a": {"href", "title"},
