@@ -49,3 +49,20 @@ def set_user_zone(conn: sqlite3.Connection, name: Any) -> str:
 
 def user_today(conn: sqlite3.Connection) -> date:
     return datetime.now(user_zone(conn)).date()
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+NEAR = {-1: "yesterday", 0: "today", 1: "tomorrow"}
+
+
+def day_words(day: str, today: str) -> str:
+    """An ISO day as a person reads it, seen from ``today``: "today", "tomorrow", "yesterday",
+    else "Tue 8 Dec", with the year when it is not today's. Fixed English names: the words
+    must not change with the server's locale."""
+    d, t = date.fromisoformat(day), date.fromisoformat(today)
+    apart = (d - t).days  # a difference, not t + 1 day: that overflows on 9999-12-31
+    if apart in NEAR:
+        return NEAR[apart]
+    words = f"{WEEKDAYS[d.weekday()]} {d.day} {MONTHS[d.month - 1]}"
+    return words if d.year == t.year else f"{words} {d.year}"

@@ -167,6 +167,13 @@ const moreObserver = "IntersectionObserver" in window ? new IntersectionObserver
 }, { rootMargin: "400px" }) : null;
 function observeMore() { const more = $("li.more", list()); if (more && moreObserver) moreObserver.observe(more); }
 
+// A task's due day in the words its card shows ("tomorrow 09:00", "Tue 8 Dec"; the server
+// words them in the user's time zone), else as stored
+function dueWords(item) {
+  const shown = $(`#item-${item.id} .due`)?.textContent.replace(/^overdue · /, "");
+  return shown || `${item.due}${item.due_time ? ` ${item.due_time}` : ""}`;
+}
+
 async function refreshItem(id) {
   const html = await api.get(`/ui/items/${id}`);
   const old = $(`#item-${id}`);
@@ -231,7 +238,7 @@ async function toggleTask(box) {
     if (status === "done" && task.next_id) {
       const next = await api.get(`/api/v1/items/${task.next_id}`);
       await reloadList();
-      toast(`Done. Next one is due ${next.due}.`);
+      toast(`Done. Next one is due ${dueWords(next)}.`);
     } else if (listState.view === "agenda") await reloadList();
     refreshTags();
   } catch (err) {
@@ -358,7 +365,7 @@ function setupCapture() {
       else if (listState.view === "agenda") await reloadList();
       else await refreshItem(created.id);
       refreshTags();
-      toast(created.type === "task" ? (created.due ? `Task saved, due ${created.due}${created.due_time ? ` ${created.due_time}` : ""}.` : "Task saved.") : "Note saved.");
+      toast(created.type === "task" ? (created.due ? `Task saved, due ${dueWords(created)}.` : "Task saved.") : "Note saved.");
     } catch (err) { toast(`Not saved: ${err.message}`, { kind: "error" }); }
   });
   return { focus(asTask) { setTask(asTask); text.focus(); } };

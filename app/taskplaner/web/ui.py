@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from ..errors import AppError
+from ..localtime import day_words
 from ..markdown import PREVIEW_CHARS
 from ..markdown import render as render_markdown
 from ..planning import SECTIONS
@@ -56,6 +57,7 @@ def _templates() -> jinja2.Environment:
     env.filters["markdown"] = lambda text: Markup(  # noqa: S704
         render_markdown(text or "", PREVIEW_CHARS, checkable=True))
     env.filters["repeat_words"] = describe_rule
+    env.filters["day_words"] = day_words
     return env
 
 
