@@ -87,8 +87,9 @@ def check(page: Page, name: str, width: int, theme: str) -> list[str]:
     return problems
 
 
-VIEWS = [("list", "/"), ("agenda", "/?view=agenda"), ("notes", "/?view=notes"), ("tasks", "/?view=open"),
-         ("search", "/?q=priority")]  # fmt: skip
+# (name, address, the view's heading: one h1 per view, for screen readers)
+VIEWS = [("list", "/", "All"), ("agenda", "/?view=agenda", "Agenda"), ("notes", "/?view=notes", "Notes"),
+         ("tasks", "/?view=open", "Open tasks"), ("search", "/?q=priority", "Search: priority")]  # fmt: skip
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
@@ -100,10 +101,13 @@ def test_every_view_fits_and_axe_finds_nothing_serious(browser, server, width: i
     )
     login(page)
     problems: list[str] = []
-    for name, path in VIEWS:
+    for name, path, heading in VIEWS:
         page.goto(path)
         expect(page.locator("li.item").first).to_be_visible()
+        expect(page.locator("h1")).to_have_text(heading)
         problems += check(page, name, width, theme)
+    page.locator("#views a[data-view=done]").click()  # a view changed in place names itself too
+    expect(page.locator("h1")).to_have_text("Done")
     page.goto("/")
     page.locator("li.item").first.get_by_role("button", name="Edit").first.click()
     expect(page.locator("#editor[open]")).to_be_visible()

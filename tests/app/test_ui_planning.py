@@ -246,3 +246,38 @@ def test_planning_screens_in_the_dark(browser, server):
     shot(page, "settings-dark")
     watched.check()
     page.context.close()
+
+
+def test_a_completion_can_be_undone_and_leaves_no_extra_occurrence(page, server):
+    """#31: completing a task shows Undo; Undo opens it again, and for a repeating task removes
+    the occurrence the completion brought, so the list is as it was."""
+    client = server.login()
+    today = zone_day(0)
+    items = server.url("/api/v1/items")
+    plain = client.post(items, json={"type": "task", "title": "water the plants", "due": today}).json()
+    weekly = client.post(items, json={"type": "task", "title": "bins out", "due": today,
+                                      "repeat": "FREQ=WEEKLY"}).json()  # fmt: skip
+    login(page)
+
+    def tasks() -> list[dict]:
+        return client.get(server.url("/api/v1/items"), params={"type": "task"}).json()["items"]
+
+    page.locator(f"#item-{plain['id']}").get_by_role("checkbox").check()
+    done = page.locator(".toast", has_text="Done: “water the plants”.")
+    expect(done).to_be_visible()
+    done.get_by_role("button", name="Undo").click()
+    expect(page.locator(f"#item-{plain['id']}").get_by_role("checkbox")).not_to_be_checked()
+    assert next(t for t in tasks() if t["id"] == plain["id"])["status"] == "open"
+
+    page.locator(f"#item-{weekly['id']}").get_by_role("checkbox").check()
+    brought = page.locator(".toast", has_text="Next one is due")
+    expect(brought).to_be_visible()
+    expect(page.locator("li.item .item-title", has_text="bins out")).to_have_count(2)
+    brought.get_by_role("button", name="Undo").click()
+    expect(page.locator("li.item .item-title", has_text="bins out")).to_have_count(1)
+    expect(page.locator(f"#item-{weekly['id']}").get_by_role("checkbox")).not_to_be_checked()
+    bins = [t for t in tasks() if t["title"] == "bins out"]
+    assert [(t["id"], t["status"], t["due"]) for t in bins] == [(weekly["id"], "open", today)]
+    # completing it again brings one occurrence, as the first time
+    page.locator(f"#item-{weekly['id']}").get_by_role("checkbox").check()
+    expect(page.locator("li.item .item-title", has_text="bins out")).to_have_count(2)

@@ -128,6 +128,8 @@ async function reloadList({ push = false } = {}) {
   if (seq !== loadSeq) return; // a newer search or filter won
   list().innerHTML = html;
   $("#status").textContent = statusText();
+  $("#view-title").textContent = listState.query ? `Search: ${listState.query}` : listState.tag ? `#${listState.tag}`
+    : $(`#views a[data-view="${listState.view}"]:not([data-section])`)?.textContent || "TaskPlaner";
   const url = pageUrl();
   if (push) history.pushState({ ...listState }, "", url); else history.replaceState({ ...listState }, "", url);
   document.title = (listState.query ? `${listState.query} · ` : "") + "TaskPlaner";
@@ -227,7 +229,8 @@ function setupList() {
 }
 
 // Optimistic: the card shows the new state at once and goes back if the server refuses.
-// Completing a repeating task brings its next occurrence into the list.
+// Completing a repeating task brings its next occurrence into the list. A completion can be
+// undone for a few seconds: the task is open again, and the occurrence it brought is gone.
 async function toggleTask(box) {
   const card = box.closest("li.item");
   const status = box.checked ? "done" : "open";
@@ -235,12 +238,14 @@ async function toggleTask(box) {
   card.classList.replace(`status-${previous}`, `status-${status}`);
   try {
     const task = await api.patch(`/api/v1/items/${card.dataset.id}`, { status });
+    let message = `Done: “${task.title || "task"}”.`;
     if (status === "done" && task.next_id) {
       const next = await api.get(`/api/v1/items/${task.next_id}`);
       await reloadList();
-      toast(`Done. Next one is due ${dueWords(next)}.`);
+      message = `Done. Next one is due ${dueWords(next)}.`;
     } else if (listState.view === "agenda") await reloadList();
     refreshTags();
+    if (status === "done") toast(message, { action: "Undo", timeout: 6000, onAction: () => undoDone(task) });
   } catch (err) {
     box.checked = !box.checked;
     card.classList.replace(`status-${status}`, `status-${previous}`);
@@ -270,6 +275,18 @@ async function togglePin(card, button) {
     $(`#item-${card.dataset.id} .pin`)?.focus();
     toast(pinned ? "Pinned to the top." : "Unpinned.");
   } catch (err) { toast(`Could not pin: ${err.message}`, { kind: "error" }); }
+}
+
+async function undoDone(task) {
+  try {
+    await api.patch(`/api/v1/items/${task.id}`, { status: "open" });
+    if (task.next_id) await api.del(`/api/v1/items/${task.next_id}`);
+    if (listState.view === "all" && !listState.query && !listState.tag) await refreshItem(task.id);
+    else await reloadList();
+    if (task.next_id) $(`#item-${task.next_id}`)?.remove();
+    refreshTags();
+    $(`#tick-${task.id}`)?.focus();
+  } catch (err) { toast(`Could not undo: ${err.message}`, { kind: "error" }); }
 }
 
 // Deleting hides the card and waits a few seconds: Undo puts it back, nothing was deleted.

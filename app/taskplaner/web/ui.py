@@ -38,6 +38,8 @@ VIEWS: dict[str, dict[str, str]] = {
     "done": {"type_": "task", "status": "done"},
     "archived": {"type_": "task", "status": "archived"},
 }
+VIEW_LABELS = {"all": "All", "agenda": "Agenda", "notes": "Notes", "open": "Open tasks", "done": "Done",
+               "archived": "Archived"}  # fmt: skip
 
 
 @functools.cache
@@ -58,6 +60,7 @@ def _templates() -> jinja2.Environment:
         render_markdown(text or "", PREVIEW_CHARS, checkable=True))
     env.filters["repeat_words"] = describe_rule
     env.filters["day_words"] = day_words
+    env.globals["view_labels"] = VIEW_LABELS
     return env
 
 
