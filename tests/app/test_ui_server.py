@@ -60,6 +60,8 @@ def test_fragments_filter_page_and_search(app, client):
     assert client.get(app.url("/ui/items?view=nonsense")).status_code == 400
     found = client.get(app.url("/ui/search?q=task")).text
     assert "<mark>task</mark>" in found
+    # a match in a title with no text: the title shows the highlight, once (#31)
+    assert found.count("open <mark>task</mark>") == 1 and found.count("open task") == 0
 
 
 def test_preview_needs_csrf_and_a_string(app, client):
